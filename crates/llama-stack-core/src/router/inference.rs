@@ -1,0 +1,275 @@
+//! [`InferenceRouter`]: resolves `model` through the models routing table and calls the
+//! provider that serves it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tracing::Instrument;
+
+use crate::access::Action;
+use crate::api::inference::{
+    ChatCompletion, ChatCompletionRequest, ChatCompletionStream, Completion, CompletionRequest,
+    CompletionStream, EmbeddingsRequest, EmbeddingsResponse, Inference, RerankRequest,
+    RerankResponse, ResponseFormat, ToolChoice,
+};
+use crate::api::models::{Model, ModelType};
+use crate::context::RequestContext;
+use crate::error::{Error, Result};
+use crate::provider::InferenceProvider;
+use crate::routing_table::RoutingTable;
+
+/// Routes inference calls to providers by model.
+pub struct InferenceRouter {
+    models: Arc<RoutingTable<Model>>,
+    providers: HashMap<String, Arc<dyn InferenceProvider>>,
+}
+
+struct Target {
+    provider: Arc<dyn InferenceProvider>,
+    provider_id: String,
+    provider_model_id: String,
+}
+
+impl InferenceRouter {
+    /// A router over `models` and the inference providers by provider id.
+    pub fn new(
+        models: Arc<RoutingTable<Model>>,
+        providers: HashMap<String, Arc<dyn InferenceProvider>>,
+    ) -> Self {
+        InferenceRouter { models, providers }
+    }
+
+    /// The provider instance `provider_id`, if configured.
+    pub fn provider(&self, provider_id: &str) -> Option<&Arc<dyn InferenceProvider>> {
+        self.providers.get(provider_id)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &RequestContext,
+        model_id: &str,
+        expected: ModelType,
+    ) -> Result<Target> {
+        if let Some(entry) = self.models.lookup(model_id).await? {
+            if !self
+                .models
+                .policy()
+                .is_allowed(ctx.user(), Action::Read, &entry.protected())
+            {
+                return Err(self.models.not_found(ctx, model_id));
+            }
+            let model = &entry.resource;
+            if model.model_type != expected {
+                return Err(Error::invalid_request(format!(
+                    "Model '{model_id}' is of type '{}' rather than the expected type '{}'",
+                    model.model_type.as_str(),
+                    expected.as_str()
+                ))
+                .with_context("param", "model"));
+            }
+            let provider = self.providers.get(&model.provider_id).ok_or_else(|| {
+                Error::unavailable(format!(
+                    "Model '{model_id}' is served by provider '{}', which is not configured",
+                    model.provider_id
+                ))
+            })?;
+            return Ok(Target {
+                provider: provider.clone(),
+                provider_id: model.provider_id.clone(),
+                provider_model_id: model.provider_resource_id.clone(),
+            });
+        }
+        // An unregistered `<provider_id>/<model>` goes straight to that provider.
+        if let Some((provider_id, rest)) = model_id.split_once('/') {
+            if let Some(provider) = self.providers.get(provider_id) {
+                if !rest.is_empty() {
+                    self.models
+                        .check_unregistered(ctx, Action::Read, model_id)
+                        .map_err(|_| self.models.not_found(ctx, model_id))?;
+                    return Ok(Target {
+                        provider: provider.clone(),
+                        provider_id: provider_id.to_string(),
+                        provider_model_id: rest.to_string(),
+                    });
+                }
+            }
+        }
+        Err(self.models.not_found(ctx, model_id))
+    }
+}
+
+fn require(ok: bool, what: &str, provider_id: &str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            Error::unsupported(format!("provider '{provider_id}' does not support {what}"))
+                .with_provider(provider_id),
+        )
+    }
+}
+
+fn check_chat_caps(target: &Target, req: &ChatCompletionRequest, stream: bool) -> Result<()> {
+    let caps = target.provider.capabilities();
+    let pid = &target.provider_id;
+    require(caps.chat, "chat completions", pid)?;
+    if stream {
+        require(caps.streaming, "streaming", pid)?;
+    }
+    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        require(caps.tools, "tool calling", pid)?;
+    }
+    if matches!(
+        req.response_format,
+        Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. })
+    ) {
+        require(caps.json_schema, "structured output (response_format)", pid)?;
+    }
+    Ok(())
+}
+
+/// `tool_choice: "none"` drops both tools and tool_choice, as Llama Stack does.
+fn normalize_tools(req: &mut ChatCompletionRequest) {
+    if matches!(&req.tool_choice, Some(ToolChoice::Mode(m)) if m == "none") {
+        req.tools = None;
+        req.tool_choice = None;
+    }
+}
+
+#[async_trait]
+impl Inference for InferenceRouter {
+    async fn chat_completion(
+        &self,
+        ctx: &RequestContext,
+        mut req: ChatCompletionRequest,
+    ) -> Result<ChatCompletion> {
+        req.validate()?;
+        let target = self.resolve(ctx, &req.model, ModelType::Llm).await?;
+        check_chat_caps(&target, &req, false)?;
+        normalize_tools(&mut req);
+        let requested = std::mem::replace(&mut req.model, target.provider_model_id.clone());
+        let span = tracing::info_span!("inference.chat_completion", provider_id = %target.provider_id, model = %requested, stream = false, request_id = %ctx.request_id());
+        let mut resp = target
+            .provider
+            .chat_completion(ctx, req)
+            .instrument(span)
+            .await?;
+        resp.model = requested;
+        for choice in &mut resp.choices {
+            if choice
+                .message
+                .tool_calls
+                .as_ref()
+                .is_some_and(Vec::is_empty)
+            {
+                choice.message.tool_calls = None;
+            }
+        }
+        Ok(resp)
+    }
+
+    async fn chat_completion_stream(
+        &self,
+        ctx: &RequestContext,
+        mut req: ChatCompletionRequest,
+    ) -> Result<ChatCompletionStream> {
+        req.validate()?;
+        let target = self.resolve(ctx, &req.model, ModelType::Llm).await?;
+        check_chat_caps(&target, &req, true)?;
+        normalize_tools(&mut req);
+        let requested = std::mem::replace(&mut req.model, target.provider_model_id.clone());
+        let span = tracing::info_span!("inference.chat_completion", provider_id = %target.provider_id, model = %requested, stream = true, request_id = %ctx.request_id());
+        let stream = target
+            .provider
+            .chat_completion_stream(ctx, req)
+            .instrument(span)
+            .await?;
+        Ok(stream
+            .map(move |chunk| {
+                chunk.map(|mut c| {
+                    c.model.clone_from(&requested);
+                    c
+                })
+            })
+            .boxed())
+    }
+
+    async fn completion(
+        &self,
+        ctx: &RequestContext,
+        mut req: CompletionRequest,
+    ) -> Result<Completion> {
+        req.validate()?;
+        let target = self.resolve(ctx, &req.model, ModelType::Llm).await?;
+        let caps = target.provider.capabilities();
+        require(caps.completion, "text completions", &target.provider_id)?;
+        let requested = std::mem::replace(&mut req.model, target.provider_model_id.clone());
+        let span = tracing::info_span!("inference.completion", provider_id = %target.provider_id, model = %requested, stream = false, request_id = %ctx.request_id());
+        let mut resp = target
+            .provider
+            .completion(ctx, req)
+            .instrument(span)
+            .await?;
+        resp.model = requested;
+        Ok(resp)
+    }
+
+    async fn completion_stream(
+        &self,
+        ctx: &RequestContext,
+        mut req: CompletionRequest,
+    ) -> Result<CompletionStream> {
+        req.validate()?;
+        let target = self.resolve(ctx, &req.model, ModelType::Llm).await?;
+        let caps = target.provider.capabilities();
+        require(caps.completion, "text completions", &target.provider_id)?;
+        require(caps.streaming, "streaming", &target.provider_id)?;
+        let requested = std::mem::replace(&mut req.model, target.provider_model_id.clone());
+        let span = tracing::info_span!("inference.completion", provider_id = %target.provider_id, model = %requested, stream = true, request_id = %ctx.request_id());
+        let stream = target
+            .provider
+            .completion_stream(ctx, req)
+            .instrument(span)
+            .await?;
+        Ok(stream
+            .map(move |chunk| {
+                chunk.map(|mut c| {
+                    c.model.clone_from(&requested);
+                    c
+                })
+            })
+            .boxed())
+    }
+
+    async fn embeddings(
+        &self,
+        ctx: &RequestContext,
+        mut req: EmbeddingsRequest,
+    ) -> Result<EmbeddingsResponse> {
+        req.validate()?;
+        let target = self.resolve(ctx, &req.model, ModelType::Embedding).await?;
+        let caps = target.provider.capabilities();
+        require(caps.embeddings, "embeddings", &target.provider_id)?;
+        let requested = std::mem::replace(&mut req.model, target.provider_model_id.clone());
+        let span = tracing::info_span!("inference.embeddings", provider_id = %target.provider_id, model = %requested, request_id = %ctx.request_id());
+        let mut resp = target
+            .provider
+            .embeddings(ctx, req)
+            .instrument(span)
+            .await?;
+        resp.model = requested;
+        Ok(resp)
+    }
+
+    async fn rerank(&self, ctx: &RequestContext, mut req: RerankRequest) -> Result<RerankResponse> {
+        req.validate()?;
+        let target = self.resolve(ctx, &req.model, ModelType::Rerank).await?;
+        let caps = target.provider.capabilities();
+        require(caps.rerank, "rerank", &target.provider_id)?;
+        req.model.clone_from(&target.provider_model_id);
+        let span = tracing::info_span!("inference.rerank", provider_id = %target.provider_id, request_id = %ctx.request_id());
+        target.provider.rerank(ctx, req).instrument(span).await
+    }
+}

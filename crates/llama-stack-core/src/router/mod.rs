@@ -1,0 +1,21 @@
+//! Routers: each implements its API trait by resolving the resource through a routing
+//! table, swapping in the provider's own id and calling the provider. Cross-cutting work
+//! (validation, access checks, capability checks, tracing spans) happens here, once.
+
+pub mod inference;
+pub mod inspect;
+pub mod models;
+pub mod providers;
+
+pub use inference::InferenceRouter;
+pub use inspect::InspectService;
+pub use models::ModelsRouter;
+pub use providers::{ProviderEntry, ProvidersService};
+
+/// Unix time in seconds.
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}

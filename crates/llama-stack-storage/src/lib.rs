@@ -1,0 +1,86 @@
+//! Storage backends of llama-stack-rs: [`KvStore`] on memory, sled and SQLite;
+//! [`SqlStore`] on SQLite; the access-controlled SQL wrapper
+//! ([`authorized::AuthorizedSqlStore`]); and the storage section of the run config
+//! ([`config::StorageConfig`]).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> llama_stack_core::Result<()> {
+//! use llama_stack_storage::config::{BackendConfig, KvMemoryConfig};
+//!
+//! let kv = llama_stack_storage::open_kv(&BackendConfig::KvMemory(KvMemoryConfig::default())).await?;
+//! kv.set("greeting", "hello", None).await?;
+//! assert_eq!(kv.get("greeting").await?.as_deref(), Some("hello"));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! | cargo feature | backend `type` | type |
+//! |---|---|---|
+//! | (always) | `kv_memory` | [`kv::MemoryKvStore`] |
+//! | `kv-sled` | `kv_sled` | `kv::SledKvStore` |
+//! | `kv-sqlite` | `kv_sqlite` | `kv::SqliteKvStore` |
+//! | `sql-sqlite` | `sql_sqlite` | `sql::SqliteSqlStore` |
+//!
+//! Persistent backends acknowledge a write only once it is on disk, and never block the
+//! async runtime (their work runs on `tokio::task::spawn_blocking`).
+#![deny(missing_docs)]
+
+pub mod authorized;
+pub mod config;
+pub mod kv;
+pub mod sql;
+#[cfg(any(feature = "kv-sqlite", feature = "sql-sqlite"))]
+mod sqlite_connection;
+
+use std::sync::Arc;
+
+use llama_stack_core::storage::{KvStore, SqlStore};
+use llama_stack_core::{Error, Result};
+
+use crate::config::BackendConfig;
+
+/// The error for a backend whose cargo feature is compiled out.
+#[cfg(not(all(feature = "kv-sled", feature = "kv-sqlite", feature = "sql-sqlite")))]
+fn feature_missing(cfg: &BackendConfig, feature: &str) -> Error {
+    Error::config(format!(
+        "storage backend type '{}' is not compiled in: enable the cargo feature '{feature}' \
+         of llama-stack-storage (or the matching feature of llama-stack)",
+        cfg.type_name()
+    ))
+}
+
+/// Opens the key-value backend described by `cfg` (a `kv_*` backend).
+pub async fn open_kv(cfg: &BackendConfig) -> Result<Arc<dyn KvStore>> {
+    match cfg {
+        BackendConfig::KvMemory(_) => Ok(Arc::new(kv::MemoryKvStore::new())),
+        #[cfg(feature = "kv-sqlite")]
+        BackendConfig::KvSqlite(c) => Ok(Arc::new(kv::SqliteKvStore::open(&c.db_path).await?)),
+        #[cfg(not(feature = "kv-sqlite"))]
+        BackendConfig::KvSqlite(_) => Err(feature_missing(cfg, "kv-sqlite")),
+        #[cfg(feature = "kv-sled")]
+        BackendConfig::KvSled(c) => Ok(Arc::new(kv::SledKvStore::open(&c.db_path).await?)),
+        #[cfg(not(feature = "kv-sled"))]
+        BackendConfig::KvSled(_) => Err(feature_missing(cfg, "kv-sled")),
+        BackendConfig::SqlSqlite(_) => Err(Error::config(format!(
+            "storage backend type '{}' is a SQL backend; a key-value backend (kv_*) is required here",
+            cfg.type_name()
+        ))),
+    }
+}
+
+/// Opens the SQL backend described by `cfg` (a `sql_*` backend).
+pub async fn open_sql(cfg: &BackendConfig) -> Result<Arc<dyn SqlStore>> {
+    match cfg {
+        #[cfg(feature = "sql-sqlite")]
+        BackendConfig::SqlSqlite(c) => Ok(Arc::new(sql::SqliteSqlStore::open(&c.db_path).await?)),
+        #[cfg(not(feature = "sql-sqlite"))]
+        BackendConfig::SqlSqlite(_) => Err(feature_missing(cfg, "sql-sqlite")),
+        BackendConfig::KvMemory(_) | BackendConfig::KvSqlite(_) | BackendConfig::KvSled(_) => {
+            Err(Error::config(format!(
+                "storage backend type '{}' is a key-value backend; a SQL backend (sql_*) is required here",
+                cfg.type_name()
+            )))
+        }
+    }
+}

@@ -1,0 +1,527 @@
+//! [`Stack`] and [`StackBuilder`]: build a stack from a run config or a built-in
+//! distribution and call its APIs in-process through typed handles.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use llama_stack_core::access::{AccessPolicy, RoutePolicy};
+use llama_stack_core::api::inference::{
+    ChatCompletion, ChatCompletionRequest, ChatCompletionStream, Completion, CompletionRequest,
+    CompletionStream, EmbeddingsRequest, EmbeddingsResponse, Inference, RerankRequest,
+    RerankResponse,
+};
+use llama_stack_core::api::inspect::{
+    HealthResponse, Inspect, ListRoutesResponse, RouteFilter, VersionResponse,
+};
+use llama_stack_core::api::models::{
+    ListModelsResponse, Model, Models, OpenAiListModelsResponse, RegisterModelRequest,
+};
+use llama_stack_core::api::providers::{ListProvidersResponse, ProviderInfo, Providers};
+use llama_stack_core::api::Api;
+use llama_stack_core::provider::{ProviderRegistry, ProviderSpec, StorageResolver};
+use llama_stack_core::resolver::{self, ProviderConfigEntry, Resolved};
+use llama_stack_core::router::{InferenceRouter, InspectService, ModelsRouter, ProvidersService};
+use llama_stack_core::{Error, RequestContext, Result, User};
+use tokio::task::JoinSet;
+
+use crate::config::{env::process_env, StackConfig};
+use crate::distribution::distribution_yaml;
+use crate::storage::StorageManager;
+
+/// How often providers with `refresh_models: true` are listed again.
+pub const MODEL_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
+
+enum ConfigSource {
+    Config(Box<StackConfig>),
+    Yaml(String),
+    File(PathBuf),
+    Distribution(String),
+}
+
+/// Builds a [`Stack`]: pick a config (a [`StackConfig`], YAML, a file or a built-in
+/// distribution), optionally add provider types, then [`build`](Self::build).
+pub struct StackBuilder {
+    source: Option<ConfigSource>,
+    specs: Vec<ProviderSpec>,
+    data_dir: Option<PathBuf>,
+}
+
+impl StackBuilder {
+    /// Uses a parsed run config.
+    pub fn config(mut self, config: StackConfig) -> Self {
+        self.source = Some(ConfigSource::Config(Box::new(config)));
+        self
+    }
+
+    /// Uses a run config in YAML (env placeholders are substituted at build).
+    pub fn config_yaml(mut self, yaml: impl Into<String>) -> Self {
+        self.source = Some(ConfigSource::Yaml(yaml.into()));
+        self
+    }
+
+    /// Uses a run config file.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.source = Some(ConfigSource::File(path.into()));
+        self
+    }
+
+    /// Uses a built-in distribution (`starter`).
+    pub fn distribution(mut self, name: impl Into<String>) -> Self {
+        self.source = Some(ConfigSource::Distribution(name.into()));
+        self
+    }
+
+    /// Stores a distribution's SQLite data under `dir` instead of
+    /// `~/.llama/distributions/<name>` (overrides `SQLITE_STORE_DIR`).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Adds (or replaces) a provider type, available to the run config by its name.
+    pub fn with_provider(mut self, spec: ProviderSpec) -> Self {
+        self.specs.push(spec);
+        self
+    }
+
+    fn load_config(&mut self) -> Result<StackConfig> {
+        let data_dir = self.data_dir.clone();
+        let env = move |name: &str| -> Option<String> {
+            if name == "SQLITE_STORE_DIR" {
+                if let Some(dir) = &data_dir {
+                    return Some(dir.to_string_lossy().into_owned());
+                }
+            }
+            process_env(name)
+        };
+        match self.source.take() {
+            Some(ConfigSource::Config(c)) => Ok(*c),
+            Some(ConfigSource::Yaml(y)) => StackConfig::from_yaml_str_with_env(&y, &env),
+            Some(ConfigSource::File(path)) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    Error::config(format!("cannot read run config '{}': {e}", path.display()))
+                })?;
+                StackConfig::from_yaml_str_with_env(&text, &env)
+                    .map_err(|e| e.with_prefix(&path.display().to_string()))
+            }
+            Some(ConfigSource::Distribution(name)) => {
+                let yaml = distribution_yaml(&name).ok_or_else(|| {
+                    Error::config(format!(
+                        "unknown distribution '{name}' (built in: {})",
+                        crate::distribution::DISTRIBUTIONS.join(", ")
+                    ))
+                })?;
+                StackConfig::from_yaml_str_with_env(yaml, &env)
+            }
+            None => Err(Error::config(
+                "no run config given: call .config(..), .config_yaml(..), .config_file(..) or .distribution(\"starter\")",
+            )),
+        }
+    }
+
+    /// Opens storage, builds every provider in dependency order, registers the config's
+    /// resources and lists provider models.
+    pub async fn build(mut self) -> Result<Stack> {
+        let config = self.load_config()?;
+        config.validate()?;
+
+        let storage = Arc::new(StorageManager::new(config.storage.clone()));
+        let metadata = config.storage.stores.metadata.as_ref().ok_or_else(|| {
+            Error::config("storage.stores.metadata: the registry store is required")
+        })?;
+        let registry_kv = storage
+            .kv_store(&metadata.backend, &metadata.namespace)
+            .await
+            .map_err(|e| e.with_prefix("storage.stores.metadata"))?;
+
+        let (policy, route_policy) = match &config.server.auth {
+            Some(auth) => (
+                AccessPolicy::from_value(&serde_json::Value::Array(auth.access_policy.clone()))
+                    .map_err(|e| e.with_prefix("server.auth.access_policy"))?,
+                RoutePolicy::from_value(&serde_json::Value::Array(auth.route_policy.clone()))
+                    .map_err(|e| e.with_prefix("server.auth.route_policy"))?,
+            ),
+            None => (AccessPolicy::default(), RoutePolicy::default()),
+        };
+        let policy = Arc::new(policy);
+
+        let mut registry = ProviderRegistry::new();
+        for spec in llama_stack_providers::builtin_providers() {
+            registry.register(spec);
+        }
+        for spec in self.specs.drain(..) {
+            registry.register(spec);
+        }
+
+        let mut entries = Vec::new();
+        for (api_name, providers) in &config.providers {
+            let api = Api::parse(api_name)
+                .filter(|a| a.is_providable())
+                .ok_or_else(|| Error::config(format!("providers.{api_name}: unknown API")))?;
+            for (i, p) in providers.iter().enumerate() {
+                let Some(provider_id) = p.provider_id.as_deref().filter(|id| !id.is_empty()) else {
+                    continue;
+                };
+                entries.push(ProviderConfigEntry {
+                    api,
+                    provider_id: provider_id.to_string(),
+                    provider_type: p.provider_type.clone(),
+                    config: p.config.clone(),
+                    path: format!("providers.{api_name}[{i}]"),
+                });
+            }
+        }
+
+        let storage_dyn: Arc<dyn StorageResolver> = storage.clone();
+        let Resolved {
+            inference,
+            models,
+            providers,
+            inspect,
+        } = resolver::resolve(&registry, entries, storage_dyn, registry_kv, policy.clone()).await?;
+
+        for (i, m) in config.registered_resources.models.iter().enumerate() {
+            let req = RegisterModelRequest {
+                model_id: m.model_id.clone(),
+                provider_model_id: m.provider_model_id.clone(),
+                provider_id: m.provider_id.clone(),
+                metadata: m.metadata.clone(),
+                model_type: m.model_type,
+                model_validation: m.model_validation,
+            };
+            models
+                .register_from_config(req)
+                .await
+                .map_err(|e| e.with_prefix(&format!("registered_resources.models[{i}]")))?;
+        }
+
+        for entry in providers.entries() {
+            if entry.api == Api::Inference {
+                if let Err(e) = models.refresh_provider(&entry.provider_id).await {
+                    tracing::warn!(provider_id = %entry.provider_id, error = %e, "listing the provider's models failed");
+                }
+            }
+        }
+
+        let mut tasks = JoinSet::new();
+        let refreshing = models.refreshing_providers();
+        if !refreshing.is_empty() {
+            let models = models.clone();
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(MODEL_REFRESH_INTERVAL);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    for id in &refreshing {
+                        if let Err(e) = models.refresh_provider(id).await {
+                            tracing::warn!(provider_id = %id, error = %e, "refreshing the provider's models failed");
+                        }
+                    }
+                }
+            });
+        }
+
+        Ok(Stack {
+            inner: Arc::new(StackInner {
+                config,
+                inference,
+                models,
+                providers,
+                inspect,
+                policy,
+                route_policy: Arc::new(route_policy),
+                storage,
+                _tasks: tasks,
+            }),
+        })
+    }
+}
+
+struct StackInner {
+    config: StackConfig,
+    inference: Arc<InferenceRouter>,
+    models: Arc<ModelsRouter>,
+    providers: Arc<ProvidersService>,
+    inspect: Arc<InspectService>,
+    policy: Arc<AccessPolicy>,
+    route_policy: Arc<RoutePolicy>,
+    storage: Arc<StorageManager>,
+    /// Background work (model refresh); aborted when the stack is dropped.
+    _tasks: JoinSet<()>,
+}
+
+/// A built stack. Cheap to clone; every clone shares providers and storage.
+///
+/// Calls through [`Stack::inference`] and the other handles run as the anonymous local
+/// caller; [`Stack::as_user`] gives handles that act as an authenticated user, so the
+/// access policy applies exactly as in server mode.
+#[derive(Clone)]
+pub struct Stack {
+    inner: Arc<StackInner>,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("distro_name", &self.inner.config.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stack {
+    /// A new builder.
+    pub fn builder() -> StackBuilder {
+        StackBuilder {
+            source: None,
+            specs: Vec::new(),
+            data_dir: None,
+        }
+    }
+
+    /// The run config the stack was built from.
+    pub fn config(&self) -> &StackConfig {
+        &self.inner.config
+    }
+
+    /// The resource access policy in force.
+    pub fn access_policy(&self) -> &Arc<AccessPolicy> {
+        &self.inner.policy
+    }
+
+    /// The route policy in force (used by the server).
+    pub fn route_policy(&self) -> &Arc<RoutePolicy> {
+        &self.inner.route_policy
+    }
+
+    /// The storage backends.
+    pub fn storage(&self) -> &Arc<StorageManager> {
+        &self.inner.storage
+    }
+
+    /// Handles acting as the anonymous local caller.
+    pub fn scope(&self) -> Scope {
+        Scope {
+            stack: self.clone(),
+            ctx: RequestContext::anonymous(),
+        }
+    }
+
+    /// Handles acting as `user`.
+    pub fn as_user(&self, user: User) -> Scope {
+        self.with_context(RequestContext::for_user(user))
+    }
+
+    /// Handles acting with an explicit request context.
+    pub fn with_context(&self, ctx: RequestContext) -> Scope {
+        Scope {
+            stack: self.clone(),
+            ctx,
+        }
+    }
+
+    /// The Inference API as the anonymous caller.
+    pub fn inference(&self) -> InferenceHandle {
+        self.scope().inference()
+    }
+
+    /// The Models API as the anonymous caller.
+    pub fn models(&self) -> ModelsHandle {
+        self.scope().models()
+    }
+
+    /// The Providers API as the anonymous caller.
+    pub fn providers(&self) -> ProvidersHandle {
+        self.scope().providers()
+    }
+
+    /// The Inspect API as the anonymous caller.
+    pub fn inspect(&self) -> InspectHandle {
+        self.scope().inspect()
+    }
+
+    /// The inference router as a trait object (for servers and providers).
+    pub fn inference_api(&self) -> Arc<dyn Inference> {
+        self.inner.inference.clone()
+    }
+
+    /// The models router as a trait object.
+    pub fn models_api(&self) -> Arc<dyn Models> {
+        self.inner.models.clone()
+    }
+
+    /// The providers service as a trait object.
+    pub fn providers_api(&self) -> Arc<dyn Providers> {
+        self.inner.providers.clone()
+    }
+
+    /// The inspect service as a trait object.
+    pub fn inspect_api(&self) -> Arc<dyn Inspect> {
+        self.inner.inspect.clone()
+    }
+}
+
+/// A stack seen through one request context (a user, or the anonymous caller).
+#[derive(Clone)]
+pub struct Scope {
+    stack: Stack,
+    ctx: RequestContext,
+}
+
+impl Scope {
+    /// The context calls run with.
+    pub fn context(&self) -> &RequestContext {
+        &self.ctx
+    }
+
+    /// The Inference API.
+    pub fn inference(&self) -> InferenceHandle {
+        InferenceHandle {
+            api: self.stack.inner.inference.clone(),
+            ctx: self.ctx.clone(),
+        }
+    }
+
+    /// The Models API.
+    pub fn models(&self) -> ModelsHandle {
+        ModelsHandle {
+            api: self.stack.inner.models.clone(),
+            ctx: self.ctx.clone(),
+        }
+    }
+
+    /// The Providers API.
+    pub fn providers(&self) -> ProvidersHandle {
+        ProvidersHandle {
+            api: self.stack.inner.providers.clone(),
+            ctx: self.ctx.clone(),
+        }
+    }
+
+    /// The Inspect API.
+    pub fn inspect(&self) -> InspectHandle {
+        InspectHandle {
+            api: self.stack.inner.inspect.clone(),
+            ctx: self.ctx.clone(),
+        }
+    }
+}
+
+/// The Inference API bound to a request context.
+#[derive(Clone)]
+pub struct InferenceHandle {
+    api: Arc<InferenceRouter>,
+    ctx: RequestContext,
+}
+
+impl InferenceHandle {
+    /// A chat completion.
+    pub async fn chat_completion(&self, req: ChatCompletionRequest) -> Result<ChatCompletion> {
+        self.api.chat_completion(&self.ctx, req).await
+    }
+
+    /// A streamed chat completion.
+    pub async fn chat_completion_stream(
+        &self,
+        req: ChatCompletionRequest,
+    ) -> Result<ChatCompletionStream> {
+        self.api.chat_completion_stream(&self.ctx, req).await
+    }
+
+    /// A text completion.
+    pub async fn completion(&self, req: CompletionRequest) -> Result<Completion> {
+        self.api.completion(&self.ctx, req).await
+    }
+
+    /// A streamed text completion.
+    pub async fn completion_stream(&self, req: CompletionRequest) -> Result<CompletionStream> {
+        self.api.completion_stream(&self.ctx, req).await
+    }
+
+    /// Embeddings.
+    pub async fn embeddings(&self, req: EmbeddingsRequest) -> Result<EmbeddingsResponse> {
+        self.api.embeddings(&self.ctx, req).await
+    }
+
+    /// Rerank.
+    pub async fn rerank(&self, req: RerankRequest) -> Result<RerankResponse> {
+        self.api.rerank(&self.ctx, req).await
+    }
+}
+
+/// The Models API bound to a request context.
+#[derive(Clone)]
+pub struct ModelsHandle {
+    api: Arc<ModelsRouter>,
+    ctx: RequestContext,
+}
+
+impl ModelsHandle {
+    /// Every model the caller may see.
+    pub async fn list(&self) -> Result<ListModelsResponse> {
+        self.api.list_models(&self.ctx).await
+    }
+
+    /// The same, in OpenAI's shape.
+    pub async fn openai_list(&self) -> Result<OpenAiListModelsResponse> {
+        self.api.openai_list_models(&self.ctx).await
+    }
+
+    /// One model.
+    pub async fn get(&self, model_id: &str) -> Result<Model> {
+        self.api.get_model(&self.ctx, model_id).await
+    }
+
+    /// Registers a model owned by the caller.
+    pub async fn register(&self, req: RegisterModelRequest) -> Result<Model> {
+        self.api.register_model(&self.ctx, req).await
+    }
+
+    /// Unregisters a model.
+    pub async fn unregister(&self, model_id: &str) -> Result<()> {
+        self.api.unregister_model(&self.ctx, model_id).await
+    }
+}
+
+/// The Providers API bound to a request context.
+#[derive(Clone)]
+pub struct ProvidersHandle {
+    api: Arc<ProvidersService>,
+    ctx: RequestContext,
+}
+
+impl ProvidersHandle {
+    /// Every provider with its health.
+    pub async fn list(&self) -> Result<ListProvidersResponse> {
+        self.api.list_providers(&self.ctx).await
+    }
+
+    /// One provider.
+    pub async fn inspect(&self, provider_id: &str) -> Result<ProviderInfo> {
+        self.api.inspect_provider(&self.ctx, provider_id).await
+    }
+}
+
+/// The Inspect API bound to a request context.
+#[derive(Clone)]
+pub struct InspectHandle {
+    api: Arc<InspectService>,
+    ctx: RequestContext,
+}
+
+impl InspectHandle {
+    /// Routes, optionally filtered.
+    pub async fn routes(&self, filter: Option<RouteFilter>) -> Result<ListRoutesResponse> {
+        self.api.list_routes(&self.ctx, filter).await
+    }
+
+    /// Health.
+    pub async fn health(&self) -> Result<HealthResponse> {
+        self.api.health(&self.ctx).await
+    }
+
+    /// Version.
+    pub async fn version(&self) -> Result<VersionResponse> {
+        self.api.version(&self.ctx).await
+    }
+}
