@@ -286,6 +286,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.message().contains("cycle"), "{err}");
-        assert!(err.message().contains("scoring -> eval -> scoring"), "{err}");
+        assert!(
+            err.message().contains("scoring -> eval -> scoring"),
+            "{err}"
+        );
     }
 }
