@@ -10,9 +10,9 @@ use tracing::Instrument;
 
 use crate::access::Action;
 use crate::api::inference::{
-    ChatCompletion, ChatCompletionRequest, ChatCompletionStream, Completion, CompletionRequest,
-    CompletionStream, EmbeddingsRequest, EmbeddingsResponse, Inference, RerankRequest,
-    RerankResponse, ResponseFormat, ToolChoice,
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionStream, Completion,
+    CompletionRequest, CompletionStream, EmbeddingsRequest, EmbeddingsResponse, Inference,
+    RerankRequest, RerankResponse, ResponseFormat, ToolChoice,
 };
 use crate::api::models::{Model, ModelType};
 use crate::context::RequestContext;
@@ -130,6 +130,22 @@ fn check_chat_caps(target: &Target, req: &ChatCompletionRequest, stream: bool) -
     Ok(())
 }
 
+/// Rewrites every chunk's `model` to the id the client asked for.
+fn echo_model<T: Send + 'static>(
+    stream: futures::stream::BoxStream<'static, Result<T>>,
+    requested: String,
+    field: fn(&mut T) -> &mut String,
+) -> futures::stream::BoxStream<'static, Result<T>> {
+    stream
+        .map(move |chunk| {
+            chunk.map(|mut c| {
+                field(&mut c).clone_from(&requested);
+                c
+            })
+        })
+        .boxed()
+}
+
 /// `tool_choice: "none"` drops both tools and tool_choice, as Llama Stack does.
 fn normalize_tools(req: &mut ChatCompletionRequest) {
     if matches!(&req.tool_choice, Some(ToolChoice::Mode(m)) if m == "none") {
@@ -186,14 +202,11 @@ impl Inference for InferenceRouter {
             .chat_completion_stream(ctx, req)
             .instrument(span)
             .await?;
-        Ok(stream
-            .map(move |chunk| {
-                chunk.map(|mut c| {
-                    c.model.clone_from(&requested);
-                    c
-                })
-            })
-            .boxed())
+        Ok(echo_model(
+            stream,
+            requested,
+            |c: &mut ChatCompletionChunk| &mut c.model,
+        ))
     }
 
     async fn completion(
@@ -233,14 +246,9 @@ impl Inference for InferenceRouter {
             .completion_stream(ctx, req)
             .instrument(span)
             .await?;
-        Ok(stream
-            .map(move |chunk| {
-                chunk.map(|mut c| {
-                    c.model.clone_from(&requested);
-                    c
-                })
-            })
-            .boxed())
+        Ok(echo_model(stream, requested, |c: &mut Completion| {
+            &mut c.model
+        }))
     }
 
     async fn embeddings(
