@@ -2,14 +2,30 @@
 //! access-checked on every operation and persisted in the registry namespace of a
 //! [`KvStore`].
 //!
-//! Consistency: the table keeps a read-through cache. Writes go to the store first (an
-//! atomic set-if-absent for registration, so concurrent registrations of one id yield
-//! exactly one winner, even across processes sharing the store), then to the cache. A
-//! lookup that misses the cache reads the store, so resources registered by another
-//! instance become visible on first use; [`RoutingTable::reload`] refreshes lists.
+//! # Consistency
+//!
+//! The store is the source of truth; the table keeps a read-through cache in front of it.
+//!
+//! - **Writes** go to the store first, then to the cache. Registration is an atomic
+//!   set-if-absent, so when several instances sharing one store register the same id at
+//!   once, exactly one succeeds and the others get `Conflict`.
+//! - **`get` / `lookup`** serve a cached entry while it is younger than the table's
+//!   *max staleness*; an older one (or a miss) is re-read from the store, so an entry
+//!   registered by another instance is visible on first use and one unregistered by
+//!   another instance disappears within the max staleness. The hot path (a fresh cache
+//!   hit) takes a read lock and a clock read, nothing more.
+//! - **[`RoutingTable::list_current`]** scans the store and refreshes the cache, so a
+//!   listing is always current; [`RoutingTable::list`] is the cached snapshot.
+//!
+//! The max staleness defaults to [`SHARED_MAX_STALENESS`] when the store can be shared
+//! between processes (every backend except `kv_memory` and `kv_sled`, which one process
+//! owns) and to "never stale" otherwise, where this table sees every write;
+//! [`RoutingTable::with_max_staleness`] overrides it. When the store cannot be reached,
+//! calls that must read it fail with its `Unavailable` error rather than serve stale data.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::access::{AccessPolicy, Action, ProtectedResource};
 use crate::context::RequestContext;
@@ -23,20 +39,70 @@ pub const REGISTRY_KEY_PREFIX: &str = "distributions:registry:v10::";
 /// How many identifiers a not-found message lists at most.
 const NOT_FOUND_LISTED: usize = 20;
 
+/// How long a cached entry is trusted when the registry store may be shared with other
+/// processes (see the module doc).
+pub const SHARED_MAX_STALENESS: Duration = Duration::from_millis(500);
+
+/// Backends that one process owns: the table sees every write, so the cache never goes stale.
+const PROCESS_LOCAL_BACKENDS: [&str; 2] = ["kv_memory", "kv_sled"];
+
+/// A cached entry and when it was read from (or written to) the store.
+struct Cached<R: Resource> {
+    entry: Arc<RegistryEntry<R>>,
+    at: Instant,
+}
+
+impl<R: Resource> Cached<R> {
+    fn new(entry: Arc<RegistryEntry<R>>) -> Self {
+        Cached {
+            entry,
+            at: Instant::now(),
+        }
+    }
+}
+
+type Cache<R> = BTreeMap<String, Cached<R>>;
+
 /// A table of resources of one type.
 pub struct RoutingTable<R: Resource> {
     kv: Arc<dyn KvStore>,
     policy: Arc<AccessPolicy>,
-    cache: RwLock<BTreeMap<String, Arc<RegistryEntry<R>>>>,
+    cache: RwLock<Cache<R>>,
+    max_staleness: Option<Duration>,
 }
 
 impl<R: Resource> RoutingTable<R> {
     /// A table over the registry store `kv`, enforcing `policy`. Call [`reload`](Self::reload) to load.
     pub fn new(kv: Arc<dyn KvStore>, policy: Arc<AccessPolicy>) -> Self {
+        let max_staleness = if PROCESS_LOCAL_BACKENDS.contains(&kv.backend()) {
+            None
+        } else {
+            Some(SHARED_MAX_STALENESS)
+        };
         RoutingTable {
             kv,
             policy,
             cache: RwLock::new(BTreeMap::new()),
+            max_staleness,
+        }
+    }
+
+    /// Sets how long a cached entry is served before it is re-read from the store
+    /// (`None` = until this table changes it; `Some(ZERO)` = always re-read).
+    pub fn with_max_staleness(mut self, max_staleness: Option<Duration>) -> Self {
+        self.max_staleness = max_staleness;
+        self
+    }
+
+    /// How long a cached entry is served before it is re-read (`None` = never re-read).
+    pub fn max_staleness(&self) -> Option<Duration> {
+        self.max_staleness
+    }
+
+    fn is_fresh(&self, cached: &Cached<R>) -> bool {
+        match self.max_staleness {
+            None => true,
+            Some(limit) => cached.at.elapsed() < limit,
         }
     }
 
@@ -48,15 +114,11 @@ impl<R: Resource> RoutingTable<R> {
         format!("{REGISTRY_KEY_PREFIX}{}:", R::TYPE)
     }
 
-    fn read_cache(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<RegistryEntry<R>>>> {
+    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, Cache<R>> {
         self.cache.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write_cache(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<RegistryEntry<R>>>> {
+    fn write_cache(&self) -> std::sync::RwLockWriteGuard<'_, Cache<R>> {
         self.cache.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -71,7 +133,10 @@ impl<R: Resource> RoutingTable<R> {
         let mut map = BTreeMap::new();
         for (key, value) in pairs {
             let entry = Self::decode(&key, &value)?;
-            map.insert(entry.resource.identifier().to_string(), Arc::new(entry));
+            map.insert(
+                entry.resource.identifier().to_string(),
+                Cached::new(Arc::new(entry)),
+            );
         }
         *self.write_cache() = map;
         Ok(())
@@ -108,7 +173,7 @@ impl<R: Resource> RoutingTable<R> {
             .map_err(|e| Error::internal(format!("cannot encode {} '{id}': {e}", R::DISPLAY)))?;
         self.kv.set(&Self::key(&id), &value, None).await?;
         let resource = entry.resource.clone();
-        self.write_cache().insert(id, Arc::new(entry));
+        self.write_cache().insert(id, Cached::new(Arc::new(entry)));
         Ok(resource)
     }
 
@@ -130,7 +195,7 @@ impl<R: Resource> RoutingTable<R> {
             .with_context("resource_id", id));
         }
         let resource = entry.resource.clone();
-        self.write_cache().insert(id, Arc::new(entry));
+        self.write_cache().insert(id, Cached::new(Arc::new(entry)));
         Ok(resource)
     }
 
@@ -144,6 +209,7 @@ impl<R: Resource> RoutingTable<R> {
         let stale: Vec<String> = self
             .read_cache()
             .values()
+            .map(|c| &c.entry)
             .filter(|e| {
                 e.source == ResourceSource::ListedFromProvider
                     && e.resource.provider_id() == provider_id
@@ -157,7 +223,7 @@ impl<R: Resource> RoutingTable<R> {
         for resource in resources {
             let id = resource.identifier().to_string();
             if let Some(existing) = self.read_cache().get(&id) {
-                if existing.source == ResourceSource::ViaRegisterApi {
+                if existing.entry.source == ResourceSource::ViaRegisterApi {
                     continue;
                 }
             }
@@ -170,7 +236,7 @@ impl<R: Resource> RoutingTable<R> {
                 Error::internal(format!("cannot encode {} '{id}': {e}", R::DISPLAY))
             })?;
             self.kv.set(&Self::key(&id), &value, None).await?;
-            self.write_cache().insert(id, Arc::new(entry));
+            self.write_cache().insert(id, Cached::new(Arc::new(entry)));
         }
         Ok(())
     }
@@ -193,19 +259,25 @@ impl<R: Resource> RoutingTable<R> {
         Err(self.not_found(ctx, identifier))
     }
 
-    /// The entry with `identifier`, with no access check (cache first, then the store).
+    /// The entry with `identifier`, with no access check: a fresh cached entry, else the
+    /// store's (see the module doc for how fresh).
     pub async fn lookup(&self, identifier: &str) -> Result<Option<Arc<RegistryEntry<R>>>> {
-        if let Some(entry) = self.read_cache().get(identifier) {
-            return Ok(Some(entry.clone()));
+        if let Some(cached) = self.read_cache().get(identifier) {
+            if self.is_fresh(cached) {
+                return Ok(Some(cached.entry.clone()));
+            }
         }
         match self.kv.get(&Self::key(identifier)).await? {
             Some(value) => {
                 let entry = Arc::new(Self::decode(identifier, &value)?);
                 self.write_cache()
-                    .insert(identifier.to_string(), entry.clone());
+                    .insert(identifier.to_string(), Cached::new(entry.clone()));
                 Ok(Some(entry))
             }
-            None => Ok(None),
+            None => {
+                self.write_cache().remove(identifier);
+                Ok(None)
+            }
         }
     }
 
@@ -234,10 +306,21 @@ impl<R: Resource> RoutingTable<R> {
         .with_context("resource_id", identifier)
     }
 
-    /// Every resource the caller may read, ordered by identifier.
+    /// Every resource the caller may read, ordered by identifier, as the store holds them
+    /// now: for a store other processes may share, this scans it and refreshes the cache.
+    pub async fn list_current(&self, ctx: &RequestContext) -> Result<Vec<R>> {
+        if self.max_staleness.is_some() {
+            self.reload().await?;
+        }
+        Ok(self.list(ctx))
+    }
+
+    /// Every resource the caller may read, ordered by identifier, from the cache (a
+    /// snapshot; see [`Self::list_current`]).
     pub fn list(&self, ctx: &RequestContext) -> Vec<R> {
         self.read_cache()
             .values()
+            .map(|c| &c.entry)
             .filter(|e| {
                 self.policy
                     .is_allowed(ctx.user(), Action::Read, &e.protected())
@@ -248,7 +331,10 @@ impl<R: Resource> RoutingTable<R> {
 
     /// Every entry, unchecked (for internal refresh and inspection).
     pub fn entries(&self) -> Vec<Arc<RegistryEntry<R>>> {
-        self.read_cache().values().cloned().collect()
+        self.read_cache()
+            .values()
+            .map(|c| c.entry.clone())
+            .collect()
     }
 
     /// Removes a resource. Unreadable looks like not found; readable but not deletable is `Forbidden`.

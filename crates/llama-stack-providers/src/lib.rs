@@ -3,11 +3,26 @@
 //! [`builtin_providers`] lists the provider specs compiled into this build; the facade
 //! registers them before resolving the run config. Applications add their own with
 //! `StackBuilder::with_provider`.
+//!
+//! | feature | provider type | what |
+//! |---|---|---|
+//! | `inline-candle` | `inline::candle` (alias `inline::meta-reference`) | chat and completions on local GGUF models |
+//! | `inline-sentence-transformers` | `inline::sentence-transformers` | local sentence embeddings |
 #![deny(missing_docs)]
+
+#[cfg(any(feature = "inline-candle", feature = "inline-sentence-transformers"))]
+mod hub;
+pub mod inference;
 
 use llama_stack_core::provider::ProviderSpec;
 
 /// Every provider spec compiled into this build (gated by cargo features).
+#[allow(clippy::vec_init_then_push, unused_mut)]
 pub fn builtin_providers() -> Vec<ProviderSpec> {
-    Vec::new()
+    let mut specs = Vec::new();
+    #[cfg(feature = "inline-candle")]
+    specs.push(inference::candle::spec());
+    #[cfg(feature = "inline-sentence-transformers")]
+    specs.push(inference::sentence_transformers::spec());
+    specs
 }

@@ -2,11 +2,18 @@
 //! binary, re-run with `LLAMA_STACK_STORAGE_DURABILITY_CHILD` set and filtered to
 //! `durability_child_writer`) writes through a persistent backend and prints `ACK <n>`
 //! after each write returns; the parent SIGKILLs it mid-write, reopens the database and
-//! checks every acknowledged write is there, whole.
+//! checks every acknowledged write is there, whole. The PostgreSQL backends run the same
+//! way against the shared server, each run in tables of its own (dropped afterwards).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 // With only some backends compiled in, part of the harness is unused.
 #![cfg_attr(
-    not(all(feature = "kv-sled", feature = "kv-sqlite", feature = "sql-sqlite")),
+    not(all(
+        feature = "kv-sled",
+        feature = "kv-sqlite",
+        feature = "sql-sqlite",
+        feature = "kv-postgres",
+        feature = "sql-postgres"
+    )),
     allow(dead_code, unused_imports, unused_variables)
 )]
 
@@ -48,9 +55,22 @@ fn sql_row(i: usize) -> Row {
     .clone()
 }
 
-fn sql_schema() -> TableSchema {
+#[path = "support/services.rs"]
+mod services;
+
+/// The SQL table a run writes: `durable` in its own SQLite file, or a table unique to
+/// the run (named by the "path" the parent passes) on the shared PostgreSQL.
+fn table_for(backend: &str, path: &Path) -> String {
+    if backend.ends_with("_postgres") {
+        path.file_name().unwrap().to_string_lossy().into_owned()
+    } else {
+        "durable".to_string()
+    }
+}
+
+fn sql_schema(table: &str) -> TableSchema {
     TableSchema::new(
-        "durable",
+        table,
         vec![
             ColumnDef::new("id", ColumnType::Text).primary_key(),
             ColumnDef::new("n", ColumnType::Integer).not_null(),
@@ -84,7 +104,36 @@ async fn open(backend: &str, path: &Path) -> Target {
             let store = llama_stack_storage::sql::SqliteSqlStore::open(path)
                 .await
                 .unwrap();
-            store.create_table(&sql_schema()).await.unwrap();
+            store.create_table(&sql_schema("durable")).await.unwrap();
+            Target::Sql(Arc::new(store))
+        }
+        #[cfg(feature = "kv-postgres")]
+        "kv_postgres" => {
+            let cfg = serde_json::from_value(json!({
+                "host": services::HOST, "port": services::PG_PORT, "db": services::PG_DB,
+                "user": services::PG_USER, "table_name": table_for(backend, path),
+            }))
+            .unwrap();
+            Target::Kv(Arc::new(
+                llama_stack_storage::kv::PostgresKvStore::open(&cfg)
+                    .await
+                    .unwrap(),
+            ))
+        }
+        #[cfg(feature = "sql-postgres")]
+        "sql_postgres" => {
+            let cfg = serde_json::from_value(json!({
+                "host": services::HOST, "port": services::PG_PORT, "db": services::PG_DB,
+                "user": services::PG_USER, "pool_size": 8,
+            }))
+            .unwrap();
+            let store = llama_stack_storage::sql::PostgresSqlStore::open(&cfg)
+                .await
+                .unwrap();
+            store
+                .create_table(&sql_schema(&table_for(backend, path)))
+                .await
+                .unwrap();
             Target::Sql(Arc::new(store))
         }
         other => panic!("unknown backend {other}"),
@@ -106,9 +155,11 @@ fn durability_child_writer() {
         .unwrap();
     rt.block_on(async move {
         let target = Arc::new(open(&backend, &path).await);
+        let table = Arc::new(table_for(&backend, &path));
         let writers: Vec<_> = (0..WRITERS)
             .map(|w| {
                 let target = target.clone();
+                let table = table.clone();
                 tokio::spawn(async move {
                     for j in 0..WRITES_PER_WRITER {
                         let i = j * WRITERS + w;
@@ -116,7 +167,7 @@ fn durability_child_writer() {
                             Target::Kv(kv) => {
                                 kv.set(&key_for(i), &value_for(i), None).await.unwrap()
                             }
-                            Target::Sql(sql) => sql.insert("durable", sql_row(i)).await.unwrap(),
+                            Target::Sql(sql) => sql.insert(&table, sql_row(i)).await.unwrap(),
                         }
                         // One locked write per line, so lines never interleave.
                         writeln!(std::io::stdout(), "ACK {i}").unwrap();
@@ -219,12 +270,65 @@ async fn kv_sled_acknowledged_writes_survive_sigkill() {
 #[cfg(feature = "sql-sqlite")]
 #[tokio::test(flavor = "multi_thread")]
 async fn sql_sqlite_acknowledged_inserts_survive_sigkill() {
-    let (_dir, path, acked) = write_then_kill("sql_sqlite", "sql_store.db");
-    let Target::Sql(sql) = open("sql_sqlite", &path).await else {
+    check_sql("sql_sqlite", "sql_store.db").await;
+}
+
+#[cfg(feature = "kv-postgres")]
+#[tokio::test(flavor = "multi_thread")]
+async fn kv_postgres_acknowledged_writes_survive_sigkill() {
+    if !services::postgres_available("kv_postgres_acknowledged_writes_survive_sigkill") {
+        return;
+    }
+    let table = format!("durable_kv_{}", services::unique_suffix());
+    check_kv("kv_postgres", &table).await;
+    drop_postgres_table(&table).await;
+}
+
+#[cfg(feature = "sql-postgres")]
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_postgres_acknowledged_inserts_survive_sigkill() {
+    if !services::postgres_available("sql_postgres_acknowledged_inserts_survive_sigkill") {
+        return;
+    }
+    let table = format!("durable_sql_{}", services::unique_suffix());
+    check_sql("sql_postgres", &table).await;
+    drop_postgres_table(&table).await;
+}
+
+/// Drops a run's table from the shared PostgreSQL.
+#[cfg(any(feature = "kv-postgres", feature = "sql-postgres"))]
+async fn drop_postgres_table(table: &str) {
+    let (client, conn) = tokio_postgres::connect(
+        &format!(
+            "host={} port={} dbname={} user={}",
+            services::HOST,
+            services::PG_PORT,
+            services::PG_DB,
+            services::PG_USER
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    let task = tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS \"{table}\"; \
+             DELETE FROM _llama_stack_schema WHERE table_name = '{table}'"
+        ))
+        .await
+        .unwrap();
+    drop(client);
+    let _ = task.await;
+}
+
+async fn check_sql(backend: &str, file: &str) {
+    let (_dir, path, acked) = write_then_kill(backend, file);
+    let Target::Sql(sql) = open(backend, &path).await else {
         unreachable!()
     };
     let rows = sql
-        .fetch_all("durable", &FetchQuery::default())
+        .fetch_all(&table_for(backend, &path), &FetchQuery::default())
         .await
         .unwrap()
         .rows;

@@ -42,3 +42,91 @@ async fn kv_sqlite_conforms() {
         .unwrap();
     run_kv_suite(Arc::new(store)).await;
 }
+
+#[cfg(any(feature = "kv-postgres", feature = "kv-redis"))]
+#[path = "support/services.rs"]
+mod services;
+
+#[cfg(feature = "kv-postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kv_postgres_conforms() {
+    use llama_stack_storage::config::{KvPostgresConfig, Port};
+
+    if !selected("kv_postgres") || !services::postgres_available("kv_postgres_conforms") {
+        return;
+    }
+    // A fresh table per run, dropped afterwards.
+    let table = format!("kv_conformance_{}", services::unique_suffix());
+    let cfg = KvPostgresConfig {
+        host: services::HOST.into(),
+        port: Port(services::PG_PORT),
+        db: services::PG_DB.into(),
+        user: services::PG_USER.into(),
+        password: None,
+        ssl_mode: None,
+        ca_cert_path: None,
+        table_name: table.clone(),
+        namespace: None,
+    };
+    let store = llama_stack_storage::kv::PostgresKvStore::open(&cfg)
+        .await
+        .unwrap();
+    run_kv_suite(Arc::new(store)).await;
+    drop_postgres_table(&table).await;
+}
+
+/// Drops `table` from the shared test database.
+#[cfg(feature = "kv-postgres")]
+async fn drop_postgres_table(table: &str) {
+    let (client, conn) = tokio_postgres::connect(
+        &format!(
+            "host={} port={} dbname={} user={}",
+            services::HOST,
+            services::PG_PORT,
+            services::PG_DB,
+            services::PG_USER
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    let task = tokio::spawn(conn);
+    client
+        .batch_execute(&format!("DROP TABLE IF EXISTS \"{table}\""))
+        .await
+        .unwrap();
+    drop(client);
+    let _ = task.await;
+}
+
+#[cfg(feature = "kv-redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kv_redis_conforms() {
+    use llama_stack_core::storage::{KvStore, NamespacedKv};
+    use llama_stack_storage::config::{KvRedisConfig, Port};
+
+    if !selected("kv_redis") || !services::redis_available("kv_redis_conforms") {
+        return;
+    }
+    let cfg = KvRedisConfig {
+        host: services::HOST.into(),
+        port: Port(services::REDIS_PORT),
+        password: None,
+        namespace: None,
+    };
+    let store: Arc<dyn KvStore> = Arc::new(
+        llama_stack_storage::kv::RedisKvStore::open(&cfg)
+            .await
+            .unwrap(),
+    );
+    // Every check's namespace lives under one fresh run namespace, deleted afterwards.
+    let run = Arc::new(NamespacedKv::new(
+        store,
+        &format!("kv-conformance-{}", services::unique_suffix()),
+    ));
+    run_kv_suite(run.clone()).await;
+    for (key, _) in run.scan_prefix("").await.unwrap() {
+        run.delete(&key).await.unwrap();
+    }
+    assert!(run.scan_prefix("").await.unwrap().is_empty());
+}

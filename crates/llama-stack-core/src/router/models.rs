@@ -146,7 +146,7 @@ impl ModelsRouter {
 impl Models for ModelsRouter {
     async fn list_models(&self, ctx: &RequestContext) -> Result<ListModelsResponse> {
         Ok(ListModelsResponse {
-            data: self.table.list(ctx),
+            data: self.table.list_current(ctx).await?,
         })
     }
 
@@ -155,7 +155,8 @@ impl Models for ModelsRouter {
         Ok(OpenAiListModelsResponse {
             data: self
                 .table
-                .list(ctx)
+                .list_current(ctx)
+                .await?
                 .iter()
                 .map(|m| OpenAiModel::from_model(m, created))
                 .collect(),

@@ -1,5 +1,6 @@
 //! Key-value backends: [`MemoryKvStore`] always, [`SledKvStore`] with the `kv-sled`
-//! feature, [`SqliteKvStore`] with the `kv-sqlite` feature.
+//! feature, [`SqliteKvStore`] with the `kv-sqlite` feature, [`PostgresKvStore`] with
+//! `kv-postgres` and [`RedisKvStore`] with `kv-redis`.
 //!
 //! Every backend implements [`KvStore`](llama_stack_core::storage::KvStore) with the same
 //! semantics, checked by one conformance suite (`tests/conformance/kv.rs`): keys compare
@@ -8,11 +9,19 @@
 //! on disk.
 
 pub mod memory;
+#[cfg(feature = "kv-postgres")]
+pub mod postgres;
+#[cfg(feature = "kv-redis")]
+pub mod redis;
 #[cfg(feature = "kv-sled")]
 pub mod sled;
 #[cfg(feature = "kv-sqlite")]
 pub mod sqlite;
 
+#[cfg(feature = "kv-postgres")]
+pub use self::postgres::PostgresKvStore;
+#[cfg(feature = "kv-redis")]
+pub use self::redis::RedisKvStore;
 #[cfg(feature = "kv-sled")]
 pub use self::sled::SledKvStore;
 #[cfg(feature = "kv-sqlite")]

@@ -28,9 +28,9 @@ use llama_stack_core::storage::{
 use llama_stack_core::{Error, Result};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{ffi, params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::{newer_format_error, StoredColumn, FORMAT_ROW, STORAGE_FORMAT_VERSION};
 use crate::sqlite_connection::{sqlite_error, SqliteConnection};
 
 /// The table recording each table's schema and version.
@@ -49,14 +49,8 @@ impl SqliteSqlStore {
     /// Opens (creating if needed, with parent directories) the SQLite file at `path`.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
         let conn = SqliteConnection::open(path.as_ref(), Schemas::new()).await?;
-        conn.call(|c, _| {
-            c.execute_batch(&format!(
-                "CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (\
-                   table_name TEXT PRIMARY KEY, version INTEGER NOT NULL, columns TEXT NOT NULL)"
-            ))
-            .map_err(|e| sqlite_error(e, &format!("creating table {SCHEMA_TABLE}")))
-        })
-        .await?;
+        let location = format!("database file '{}'", path.as_ref().display());
+        conn.call(move |c, _| check_format(c, &location)).await?;
         Ok(SqliteSqlStore { conn })
     }
 
@@ -75,46 +69,49 @@ impl SqliteSqlStore {
     }
 }
 
+/// Creates the bookkeeping table if absent and checks the recorded storage format:
+/// older or unrecorded → migrated forward and recorded; newer → `Config` error.
+fn check_format(c: &mut Connection, location: &str) -> Result<()> {
+    let what = format!("checking the storage format in {SCHEMA_TABLE}");
+    let tx = c
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| sqlite_error(e, &what))?;
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (\
+           table_name TEXT PRIMARY KEY, version INTEGER NOT NULL, columns TEXT NOT NULL)"
+    ))
+    .map_err(|e| sqlite_error(e, &format!("creating table {SCHEMA_TABLE}")))?;
+    let found: Option<i64> = tx
+        .query_row(
+            &format!("SELECT version FROM {SCHEMA_TABLE} WHERE table_name = ?1"),
+            params![FORMAT_ROW],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| sqlite_error(e, &what))?;
+    match found {
+        Some(v) if v > STORAGE_FORMAT_VERSION => {
+            return Err(newer_format_error("sql_sqlite", location, v));
+        }
+        Some(v) if v == STORAGE_FORMAT_VERSION => {}
+        // Older or unrecorded (files from before the format was recorded are format 1):
+        // run the migrations from there (none yet) and record the current format.
+        _ => {
+            tx.execute(
+                &format!(
+                    "INSERT INTO {SCHEMA_TABLE} (table_name, version, columns) VALUES (?1, ?2, '[]') \
+                     ON CONFLICT (table_name) DO UPDATE SET version = excluded.version"
+                ),
+                params![FORMAT_ROW, STORAGE_FORMAT_VERSION],
+            )
+            .map_err(|e| sqlite_error(e, &what))?;
+        }
+    }
+    tx.commit().map_err(|e| sqlite_error(e, &what))
+}
+
 // ---------------------------------------------------------------------------------------
 // Schemas
-
-/// One column as recorded in `_llama_stack_schema.columns` (a JSON array).
-#[derive(Debug, Serialize, Deserialize)]
-struct StoredColumn {
-    name: String,
-    #[serde(rename = "type")]
-    ty: ColumnType,
-    #[serde(default)]
-    primary_key: bool,
-    #[serde(default = "default_nullable")]
-    nullable: bool,
-}
-
-fn default_nullable() -> bool {
-    true
-}
-
-impl From<&ColumnDef> for StoredColumn {
-    fn from(c: &ColumnDef) -> Self {
-        StoredColumn {
-            name: c.name.clone(),
-            ty: c.ty,
-            primary_key: c.primary_key,
-            nullable: c.nullable,
-        }
-    }
-}
-
-impl From<StoredColumn> for ColumnDef {
-    fn from(c: StoredColumn) -> Self {
-        ColumnDef {
-            name: c.name,
-            ty: c.ty,
-            primary_key: c.primary_key,
-            nullable: c.nullable,
-        }
-    }
-}
 
 /// A column as SQLite reports it (`pragma_table_info`).
 struct DbColumn {

