@@ -144,6 +144,21 @@ impl PostgresKvStore {
         tx.commit().await.map_err(|e| self.pool.error(e, &what))
     }
 
+    /// `sql` prepared once per pooled connection (a plain query would prepare it on every
+    /// call, costing a second round trip).
+    async fn prepared(
+        &self,
+        client: &deadpool_postgres::Object,
+        sql: &str,
+    ) -> Result<tokio_postgres::Statement> {
+        client.prepare_cached(sql).await.map_err(|e| {
+            self.pool.error(
+                e,
+                &format!("preparing a statement on table '{}'", self.table),
+            )
+        })
+    }
+
     fn what(&self, op: &str, key: &str) -> String {
         format!("{op} key '{key}' in table '{}'", self.table)
     }
@@ -156,9 +171,10 @@ impl PostgresKvStore {
     ) -> Result<Vec<(String, String)>> {
         let client = self.pool.get().await?;
         let what = format!("scanning table '{}'", self.table);
+        let stmt = self.prepared(&client, sql).await?;
         let rows = match end {
-            Some(end) => client.query(sql, &[&start, &end]).await,
-            None => client.query(sql, &[&start]).await,
+            Some(end) => client.query(&stmt, &[&start, &end]).await,
+            None => client.query(&stmt, &[&start]).await,
         }
         .map_err(|e| self.pool.error(e, &what))?;
         rows.into_iter()
@@ -181,8 +197,9 @@ fn ttl_millis(ttl: Option<Duration>) -> Option<i64> {
 impl KvStore for PostgresKvStore {
     async fn get(&self, key: &str) -> Result<Option<String>> {
         let client = self.pool.get().await?;
+        let stmt = self.prepared(&client, &self.sql.get).await?;
         let row = client
-            .query_opt(&self.sql.get, &[&escape_text(key).as_ref()])
+            .query_opt(&stmt, &[&escape_text(key).as_ref()])
             .await
             .map_err(|e| self.pool.error(e, &self.what("reading", key)))?;
         match row {
@@ -198,9 +215,10 @@ impl KvStore for PostgresKvStore {
 
     async fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<()> {
         let client = self.pool.get().await?;
+        let stmt = self.prepared(&client, &self.sql.set).await?;
         client
             .execute(
-                &self.sql.set,
+                &stmt,
                 &[
                     &escape_text(key).as_ref(),
                     &escape_text(value).as_ref(),
@@ -214,9 +232,10 @@ impl KvStore for PostgresKvStore {
 
     async fn set_if_absent(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<bool> {
         let client = self.pool.get().await?;
+        let stmt = self.prepared(&client, &self.sql.set_if_absent).await?;
         let row = client
             .query_opt(
-                &self.sql.set_if_absent,
+                &stmt,
                 &[
                     &escape_text(key).as_ref(),
                     &escape_text(value).as_ref(),
@@ -230,9 +249,10 @@ impl KvStore for PostgresKvStore {
 
     async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
         let client = self.pool.get().await?;
+        let stmt = self.prepared(&client, &self.sql.increment).await?;
         let result = client
             .query_one(
-                &self.sql.increment,
+                &stmt,
                 &[
                     &escape_text(key).as_ref(),
                     &delta.to_string(),
@@ -267,8 +287,9 @@ impl KvStore for PostgresKvStore {
 
     async fn delete(&self, key: &str) -> Result<()> {
         let client = self.pool.get().await?;
+        let stmt = self.prepared(&client, &self.sql.delete).await?;
         client
-            .execute(&self.sql.delete, &[&escape_text(key).as_ref()])
+            .execute(&stmt, &[&escape_text(key).as_ref()])
             .await
             .map_err(|e| self.pool.error(e, &self.what("deleting", key)))?;
         Ok(())
