@@ -501,3 +501,32 @@ async fn disabled_providers_are_skipped() {
     assert!(stack.providers().list().await.unwrap().data.is_empty());
     assert!(stack.models().list().await.unwrap().data.is_empty());
 }
+
+#[tokio::test]
+async fn provider_listings_replace_what_the_provider_no_longer_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = |s: Stack| async move {
+        s.models()
+            .list()
+            .await
+            .unwrap()
+            .data
+            .into_iter()
+            .map(|m| m.identifier)
+            .collect::<Vec<_>>()
+    };
+    let stack = build(dir.path(), REGISTERED).await.unwrap();
+    assert!(ids(stack).await.contains(&"echo/listed-2".to_string()));
+    drop(build(dir.path(), "").await.unwrap());
+    let yaml = echo_config(dir.path(), REGISTERED).replace("[listed-1, listed-2]", "[listed-1]");
+    let stack = Stack::builder()
+        .config_yaml(yaml)
+        .with_provider(echo_spec())
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(stack).await,
+        ["echo/echo-base", "echo/embedder", "echo/listed-1"]
+    );
+}

@@ -171,7 +171,11 @@ impl<R: Resource> RoutingTable<R> {
         };
         let value = serde_json::to_string(&entry)
             .map_err(|e| Error::internal(format!("cannot encode {} '{id}': {e}", R::DISPLAY)))?;
-        self.kv.set(&Self::key(&id), &value, None).await?;
+        let key = Self::key(&id);
+        // Rebuilds register the same resources again: write only what changed.
+        if self.kv.get(&key).await?.as_deref() != Some(value.as_str()) {
+            self.kv.set(&key, &value, None).await?;
+        }
         let resource = entry.resource.clone();
         self.write_cache().insert(id, Cached::new(Arc::new(entry)));
         Ok(resource)
@@ -206,27 +210,23 @@ impl<R: Resource> RoutingTable<R> {
         provider_id: &str,
         resources: Vec<R>,
     ) -> Result<()> {
-        let stale: Vec<String> = self
-            .read_cache()
-            .values()
-            .map(|c| &c.entry)
-            .filter(|e| {
-                e.source == ResourceSource::ListedFromProvider
-                    && e.resource.provider_id() == provider_id
-            })
-            .map(|e| e.resource.identifier().to_string())
+        // One scan of what is stored, so unchanged entries are not written again.
+        let stored: std::collections::HashMap<String, String> = self
+            .kv
+            .scan_prefix(&Self::prefix())
+            .await?
+            .into_iter()
             .collect();
-        for id in &stale {
-            self.kv.delete(&Self::key(id)).await?;
-            self.write_cache().remove(id);
-        }
+        let mut listed = std::collections::HashSet::new();
         for resource in resources {
             let id = resource.identifier().to_string();
-            if let Some(existing) = self.read_cache().get(&id) {
-                if existing.entry.source == ResourceSource::ViaRegisterApi {
+            let key = Self::key(&id);
+            if let Some(value) = stored.get(&key) {
+                if Self::decode(&id, value)?.source == ResourceSource::ViaRegisterApi {
                     continue;
                 }
             }
+            listed.insert(id.clone());
             let entry = RegistryEntry {
                 resource,
                 owner: None,
@@ -235,8 +235,24 @@ impl<R: Resource> RoutingTable<R> {
             let value = serde_json::to_string(&entry).map_err(|e| {
                 Error::internal(format!("cannot encode {} '{id}': {e}", R::DISPLAY))
             })?;
-            self.kv.set(&Self::key(&id), &value, None).await?;
+            if stored.get(&key) != Some(&value) {
+                self.kv.set(&key, &value, None).await?;
+            }
             self.write_cache().insert(id, Cached::new(Arc::new(entry)));
+        }
+        let prefix = Self::prefix();
+        for (key, value) in &stored {
+            let Some(id) = key.strip_prefix(&prefix) else {
+                continue;
+            };
+            let entry = Self::decode(id, value)?;
+            if entry.source == ResourceSource::ListedFromProvider
+                && entry.resource.provider_id() == provider_id
+                && !listed.contains(id)
+            {
+                self.kv.delete(key).await?;
+                self.write_cache().remove(id);
+            }
         }
         Ok(())
     }
