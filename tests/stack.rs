@@ -225,6 +225,16 @@ async fn api_registration_persists_and_conflicts_on_duplicates() {
             .await
             .unwrap();
         assert_eq!(m.identifier, "echo/custom");
+        let m = stack
+            .models()
+            .register(RegisterModelRequest::new("echo/repo").with_provider_id("echo"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (m.identifier.as_str(), m.provider_resource_id.as_str()),
+            ("echo/echo/repo", "echo/repo"),
+            "model ids are never stripped of a provider-looking prefix"
+        );
         let err = stack
             .models()
             .register(RegisterModelRequest::new("custom").with_provider_id("echo"))

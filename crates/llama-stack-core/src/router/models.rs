@@ -82,14 +82,10 @@ impl ModelsRouter {
                 }
             }
         };
-        let provider_model_id = match req.provider_model_id {
-            Some(id) => id,
-            None => req
-                .model_id
-                .strip_prefix(&format!("{provider_id}/"))
-                .unwrap_or(&req.model_id)
-                .to_string(),
-        };
+        // As Llama Stack: the identifier is always `<provider_id>/<provider_model_id or
+        // model_id>`, with no alias and no prefix stripping (a repo id such as
+        // `sentence-transformers/all-MiniLM-L6-v2` must survive intact).
+        let provider_model_id = req.provider_model_id.unwrap_or(req.model_id);
         let mut model = Model::new(&provider_id, &provider_model_id, req.model_type);
         model.metadata = req.metadata;
         model.model_validation = req.model_validation;
