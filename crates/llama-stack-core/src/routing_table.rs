@@ -122,6 +122,11 @@ impl<R: Resource> RoutingTable<R> {
         self.cache.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn encode(id: &str, entry: &RegistryEntry<R>) -> Result<String> {
+        serde_json::to_string(entry)
+            .map_err(|e| Error::internal(format!("cannot encode {} '{id}': {e}", R::DISPLAY)))
+    }
+
     fn decode(key: &str, value: &str) -> Result<RegistryEntry<R>> {
         serde_json::from_str(value)
             .map_err(|e| Error::internal(format!("registry entry '{key}' cannot be read: {e}")))
@@ -169,8 +174,7 @@ impl<R: Resource> RoutingTable<R> {
             owner: None,
             source: ResourceSource::ViaRegisterApi,
         };
-        let value = serde_json::to_string(&entry)
-            .map_err(|e| Error::internal(format!("cannot encode {} '{id}': {e}", R::DISPLAY)))?;
+        let value = Self::encode(&id, &entry)?;
         let key = Self::key(&id);
         // Rebuilds register the same resources again: write only what changed.
         if self.kv.get(&key).await?.as_deref() != Some(value.as_str()) {
@@ -189,8 +193,7 @@ impl<R: Resource> RoutingTable<R> {
                 R::DISPLAY
             )));
         }
-        let value = serde_json::to_string(&entry)
-            .map_err(|e| Error::internal(format!("cannot encode {} '{id}': {e}", R::DISPLAY)))?;
+        let value = Self::encode(&id, &entry)?;
         if !self.kv.set_if_absent(&Self::key(&id), &value, None).await? {
             return Err(Error::conflict(format!(
                 "{} '{id}' already exists; unregister it first or choose another identifier",
@@ -232,9 +235,7 @@ impl<R: Resource> RoutingTable<R> {
                 owner: None,
                 source: ResourceSource::ListedFromProvider,
             };
-            let value = serde_json::to_string(&entry).map_err(|e| {
-                Error::internal(format!("cannot encode {} '{id}': {e}", R::DISPLAY))
-            })?;
+            let value = Self::encode(&id, &entry)?;
             if stored.get(&key) != Some(&value) {
                 self.kv.set(&key, &value, None).await?;
             }
