@@ -1,27 +1,47 @@
 #!/usr/bin/env bash
-# SmolLM2-135M Q4_1 on llama.cpp (llama-cpp-python from PyPI, compiled here for this CPU:
-# about 5 minutes of CPU the first time) and on our inline::candle provider, same file, same
-# thread count, same workload; prints both and the ratio candle / llama.cpp.
+# SmolLM2-135M Q4_1 on llama.cpp (llama-cpp-python 0.3.36 built for this CPU with
+# -DGGML_NATIVE=ON) and on our inline::candle provider: same file, same thread count, same
+# workload, in one run; prints both and the ratios candle / llama.cpp.
 #
-# Usage: benches/llm_side_by_side.sh [THREADS]   (default 2; needs python3 and the models)
+# For each thread count (default "1 2") both peers run the same workload; the primary
+# figures are tokens per CPU-second at 1 thread (stable on a shared machine) and the best
+# wall-clock run at 2 threads.
+#
+# Usage: benches/llm_side_by_side.sh [THREADS...]   (needs python3 and the models)
+# llama-cpp-python: the venv in $VENV (default ~/.cache/llama-stack-rs/peers-venv); if it
+# lacks llama_cpp, the wheel from $WHEELS (default ~/.cache/llama-stack-rs/wheels) is
+# installed into it, else (last resort) it is compiled from PyPI (~5 min of CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-THREADS="${1:-2}"
+THREADS=("${@:-1 2}")
+read -r -a THREADS <<<"${THREADS[*]}"
 export HF_HUB_CACHE="${HF_HUB_CACHE:-$(cd .. && pwd)/shared/models/hub}"
 export HF_HUB_OFFLINE=1
-VENV="${VENV:-target/bench-venv}"
+VENV="${VENV:-$HOME/.cache/llama-stack-rs/peers-venv}"
+WHEELS="${WHEELS:-$HOME/.cache/llama-stack-rs/wheels}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 if ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
-  CMAKE_ARGS="-DGGML_NATIVE=ON" "$VENV/bin/pip" install -q "llama-cpp-python==0.3.36" numpy
+  if ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    "$VENV/bin/pip" install -q "$WHEELS"/llama_cpp_python-*.whl numpy
+  else
+    CMAKE_ARGS="-DGGML_NATIVE=ON" "$VENV/bin/pip" install -q "llama-cpp-python==0.3.36" numpy
+  fi
 fi
 GGUF="$(ls "$HF_HUB_CACHE"/models--QuantFactory--SmolLM2-135M-Instruct-GGUF/snapshots/*/SmolLM2-135M-Instruct.Q4_1.gguf | head -n1)"
 mkdir -p target
-echo "== llama.cpp ($THREADS threads)"
-OMP_NUM_THREADS="$THREADS" "$VENV/bin/python" benches/llm_side_by_side.py "$GGUF" "$THREADS" | tee target/side_by_side_llamacpp.txt
-echo "== llama-stack-rs inline::candle ($THREADS threads)"
-CANDLE_NUM_THREADS="$THREADS" cargo bench -q --bench local_inference | tee target/side_by_side_candle.txt
+# Build first so that compiling does not overlap the measurements.
+cargo bench -q --bench local_inference --no-run
+for t in "${THREADS[@]}"; do
+  echo "== llama.cpp ($t threads)"
+  OMP_NUM_THREADS="$t" "$VENV/bin/python" benches/llm_side_by_side.py "$GGUF" "$t" \
+    | tee "target/side_by_side_llamacpp_$t.txt"
+  echo "== llama-stack-rs inline::candle ($t threads)"
+  CANDLE_NUM_THREADS="$t" RAYON_NUM_THREADS="$t" cargo bench -q --bench local_inference \
+    | grep '^llm_' | tee "target/side_by_side_candle_$t.txt"
+done
 echo "== candle / llama.cpp"
-python3 - <<'PY'
+python3 - "${THREADS[@]}" <<'PY'
+import sys
 def read(p):
     out = {}
     for line in open(p):
@@ -32,9 +52,13 @@ def read(p):
             except ValueError:
                 pass
     return out
-a = read("target/side_by_side_llamacpp.txt")
-b = read("target/side_by_side_candle.txt")
-for k in ("llm_prompt_tok_per_s", "llm_generation_tok_per_s"):
-    if k in a and k in b and a[k] > 0:
-        print(f"{k}: candle {b[k]:.1f} / llama.cpp {a[k]:.1f} = {b[k] / a[k]:.2f}x")
+keys = ("llm_prompt_tok_per_cpu_s", "llm_generation_tok_per_cpu_s", "llm_prompt_tok_per_s",
+        "llm_generation_tok_per_s", "llm_time_to_first_token", "llm_load_and_first_call",
+        "llm_rss_after_load")
+for t in sys.argv[1:]:
+    a = read(f"target/side_by_side_llamacpp_{t}.txt")
+    b = read(f"target/side_by_side_candle_{t}.txt")
+    for k in keys:
+        if k in a and k in b and a[k] > 0:
+            print(f"{t} thread(s) {k}: candle {b[k]:.3g} / llama.cpp {a[k]:.3g} = {b[k] / a[k]:.2f}x")
 PY

@@ -10,6 +10,8 @@
     clippy::print_stderr
 )]
 
+mod inference_conformance;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -82,6 +84,32 @@ fn greedy(text: &str, max_tokens: u32) -> ChatCompletionRequest {
 
 fn content(c: &ChatCompletion) -> String {
     c.choices[0].message.content.clone().unwrap_or_default()
+}
+
+/// The shared inference conformance suite on `inline::candle` (chat) and
+/// `inline::sentence-transformers` (embeddings).
+#[tokio::test]
+async fn conformance_inline_candle() {
+    let Some((stack, _dir)) = stack().await else {
+        return;
+    };
+    let target = inference_conformance::Target {
+        label: "inline::candle".into(),
+        stack,
+        chat_model: CHAT.into(),
+        embedding: Some((EMBED.into(), 384)),
+        caps: llama_stack::core::provider::InferenceCaps {
+            chat: true,
+            completion: true,
+            streaming: true,
+            tools: true,
+            json_schema: true,
+            embeddings: true,
+            rerank: false,
+        },
+        stream_usage: true,
+    };
+    inference_conformance::run_all(&target).await;
 }
 
 #[tokio::test]

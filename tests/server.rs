@@ -615,10 +615,12 @@ async fn every_route_is_served_and_documented() {
     }
     // The inference, models, inspect and providers routes of ROUTES are all implemented.
     use llama_stack::core::api::Api;
-    for k in ROUTES
-        .iter()
-        .filter(|k| matches!(k.api, Api::Models | Api::Inspect | Api::Providers))
-    {
+    for k in ROUTES.iter().filter(|k| {
+        matches!(
+            k.api,
+            Api::Inference | Api::Models | Api::Inspect | Api::Providers
+        )
+    }) {
         assert!(
             implemented.contains(&(k.method, k.path)),
             "{} {} not implemented",
@@ -794,4 +796,153 @@ fn chat_route_never_fails_with_5xx_on_arbitrary_bodies() {
             Ok(())
         })
         .unwrap();
+}
+
+/// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, as PEM
+/// files in `dir`: (ca.pem, server.pem, server.key, client identity PEM).
+fn tls_files(dir: &std::path::Path) -> (String, String, String, Vec<u8>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "llama-stack test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, &ca_key);
+    let leaf = |names: Vec<String>| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()]);
+    let (client_cert, client_key) = leaf(vec!["client.test".into()]);
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    (
+        write("ca.pem", &ca_cert.pem()),
+        write("server.pem", &server_cert),
+        write("server.key", &server_key),
+        format!("{client_cert}{client_key}").into_bytes(),
+    )
+}
+
+#[tokio::test]
+async fn tls_serves_https_and_can_require_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key, identity) = tls_files(dir.path());
+    let trusting = || {
+        reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap(),
+            )
+            .use_rustls_tls()
+    };
+
+    // HTTPS with the server's certificate.
+    let stack = scripted_stack(
+        dir.path(),
+        &format!("  tls_certfile: {cert}\n  tls_keyfile: {key}\n"),
+    )
+    .await;
+    let srv = start(&stack, ServerOptions::default()).await;
+    let https = format!("https://{}", srv.addr);
+    let c = trusting().build().unwrap();
+    let resp = c.get(format!("{https}/v1/health")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (status, body) = json_of(
+        c.post(format!("{https}/v1/chat/completions"))
+            .json(&json!({"model": "scripted/chat-1", "messages": [{"role": "user", "content": "over tls"}]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "over tls");
+    // Plain HTTP to the TLS port and clients that do not trust the CA get nothing.
+    assert!(client()
+        .get(format!("http://{}/v1/health", srv.addr))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .is_err());
+    assert!(reqwest::Client::builder()
+        .use_rustls_tls()
+        .build()
+        .unwrap()
+        .get(format!("{https}/v1/health"))
+        .send()
+        .await
+        .is_err());
+    srv.stop().await;
+    drop(stack);
+
+    // Mutual TLS: a client certificate signed by tls_cafile is required.
+    let dir2 = tempfile::tempdir().unwrap();
+    let stack = scripted_stack(
+        dir2.path(),
+        &format!("  tls_certfile: {cert}\n  tls_keyfile: {key}\n  tls_cafile: {ca}\n"),
+    )
+    .await;
+    let srv = start(&stack, ServerOptions::default()).await;
+    let https = format!("https://{}", srv.addr);
+    let anonymous = trusting().build().unwrap();
+    assert!(anonymous
+        .get(format!("{https}/v1/health"))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .is_err());
+    let with_cert = trusting()
+        .identity(reqwest::Identity::from_pem(&identity).unwrap())
+        .build()
+        .unwrap();
+    let resp = with_cert
+        .get(format!("{https}/v1/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    srv.stop().await;
+
+    // Half a TLS config, or unreadable files, fail at startup naming the field.
+    for (server, field) in [
+        (format!("  tls_certfile: {cert}\n"), "tls_keyfile"),
+        (format!("  tls_keyfile: {key}\n"), "tls_certfile"),
+        (format!("  tls_cafile: {ca}\n"), "tls_cafile"),
+        (
+            format!("  tls_certfile: {key}\n  tls_keyfile: {key}\n"),
+            "tls_certfile",
+        ),
+        (
+            format!("  tls_certfile: {cert}\n  tls_keyfile: /nonexistent/key.pem\n"),
+            "tls_keyfile",
+        ),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let built = llama_stack::Stack::builder()
+            .config_yaml(serving::scripted_config(d.path(), &server))
+            .with_provider(serving::scripted_spec())
+            .build()
+            .await;
+        let err = match built {
+            Err(e) => e,
+            Ok(stack) => llama_stack::server::Server::bind(
+                &stack,
+                "127.0.0.1:0".parse().unwrap(),
+                ServerOptions::default(),
+            )
+            .await
+            .unwrap_err(),
+        };
+        assert_eq!(err.kind(), llama_stack::ErrorKind::Config, "{err}");
+        assert!(err.message().contains(field), "{field}: {err}");
+    }
 }

@@ -13,6 +13,10 @@
 
 mod serving;
 
+#[cfg(feature = "postgres-redis")]
+#[path = "../crates/llama-stack-storage/tests/support/services.rs"]
+mod services;
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -726,4 +730,84 @@ async fn quotas_count_exactly_under_50_concurrent_clients() {
     }
     assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429]);
     srv.stop().await;
+}
+
+/// Two server replicas counting one quota in Redis: 50 concurrent requests of one principal,
+/// spread over both, pass exactly the limit.
+#[cfg(feature = "postgres-redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_one_quota_in_redis() {
+    if !services::redis_available("replicas_share_one_quota_in_redis") {
+        return;
+    }
+    let idp = Arc::new(Idp::default());
+    let key = rsa_key("k");
+    *idp.jwks.lock().unwrap() = vec![key.jwk.clone()];
+    let idp_url = serve_idp(idp.clone()).await;
+    let namespace = format!("quota_{}", services::unique_suffix());
+    let server = format!(
+        "  auth:\n    provider_config:\n      type: oauth2_token\n      jwks: {{uri: '{idp_url}/jwks'}}\n  quota:\n    kvstore: {{backend: quota_redis, namespace: {namespace}}}\n    anonymous_max_requests: 5\n    authenticated_max_requests: 30\n    period: day\n"
+    );
+    let replica = |dir: &std::path::Path| {
+        let yaml = serving::scripted_config(dir, &server).replace(
+            "  backends:\n",
+            &format!(
+                "  backends:\n    quota_redis: {{type: kv_redis, host: {}, port: {}}}\n",
+                services::HOST,
+                services::REDIS_PORT
+            ),
+        );
+        async move {
+            llama_stack::Stack::builder()
+                .config_yaml(yaml)
+                .with_provider(serving::scripted_spec())
+                .build()
+                .await
+                .unwrap()
+        }
+    };
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (s1, s2) = (replica(d1.path()).await, replica(d2.path()).await);
+    let (r1, r2) = (
+        start(&s1, ServerOptions::default()).await,
+        start(&s2, ServerOptions::default()).await,
+    );
+    let c = reqwest::Client::new();
+    let alice = token(&key, claims("alice", json!({})));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let c = c.clone();
+        let base = if i % 2 == 0 { &r1.base } else { &r2.base };
+        let url = format!("{base}/v1/models");
+        let t = alice.clone();
+        tasks.spawn(async move {
+            c.get(url)
+                .bearer_auth(t)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(s) = tasks.join_next().await {
+        statuses.push(s.unwrap());
+    }
+    let ok = statuses.iter().filter(|&&s| s == 200).count();
+    let limited = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!((ok, limited), (30, 20), "{statuses:?}");
+    // Either replica now refuses alice.
+    for base in [&r1.base, &r2.base] {
+        let s = c
+            .get(format!("{base}/v1/models"))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(s, 429);
+    }
+    r1.stop().await;
+    r2.stop().await;
 }

@@ -540,3 +540,167 @@ async fn provider_listings_replace_what_the_provider_no_longer_lists() {
         ["echo/echo-base", "echo/embedder", "echo/listed-1"]
     );
 }
+
+#[tokio::test]
+async fn chat_completions_are_stored_listed_and_kept_per_caller() {
+    use llama_stack::core::api::inference::ListChatCompletionsRequest;
+    use llama_stack::core::storage::Order;
+
+    let dir = tempfile::tempdir().unwrap();
+    let auth = "server:\n  auth:\n    access_policy: []\n";
+    let stack = build(dir.path(), &format!("{REGISTERED}{auth}"))
+        .await
+        .unwrap();
+    let alice = stack.as_user(User::new("alice").with_attribute("roles", ["ml"]));
+    let bob = stack.as_user(User::new("bob").with_attribute("roles", ["web"]));
+
+    let ask = |model: &str, text: &str| {
+        ChatCompletionRequest::new(model, [Message::system("be brief"), text.into()])
+    };
+    let first = alice
+        .inference()
+        .chat_completion(ask("echo/echo-base", "first question"))
+        .await
+        .unwrap();
+    let mut stream = alice
+        .inference()
+        .chat_completion_stream(ask("echo/echo-base", "streamed answer here"))
+        .await
+        .unwrap();
+    let mut streamed_id = String::new();
+    while let Some(chunk) = stream.next().await {
+        streamed_id = chunk.unwrap().id;
+    }
+    let third = alice
+        .inference()
+        .chat_completion(ask("echo/other", "third"))
+        .await
+        .unwrap();
+    let mut unstored = ask("echo/echo-base", "do not keep");
+    unstored
+        .extra_body
+        .insert("store".into(), serde_json::Value::Bool(false));
+    let not_kept = alice.inference().chat_completion(unstored).await.unwrap();
+    let bobs = bob
+        .inference()
+        .chat_completion(ask("echo/echo-base", "bob's"))
+        .await
+        .unwrap();
+
+    // Newest first by default, only the caller's own, without the store:false one.
+    let all = alice
+        .inference()
+        .list_chat_completions(ListChatCompletionsRequest::default())
+        .await
+        .unwrap();
+    let ids: Vec<&str> = all.data.iter().map(|c| c.completion.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [third.id.as_str(), streamed_id.as_str(), first.id.as_str()]
+    );
+    assert_eq!(all.object, "list");
+    assert!(!all.has_more);
+    assert_eq!(all.first_id, third.id);
+    assert_eq!(all.last_id, first.id);
+
+    // The stored form: the completion as returned plus the input messages.
+    let got = alice
+        .inference()
+        .get_chat_completion(&first.id)
+        .await
+        .unwrap();
+    assert_eq!(got.completion, first);
+    assert_eq!(got.input_messages.len(), 2);
+    assert_eq!(
+        got.input_messages[1].content().unwrap().text(),
+        "first question"
+    );
+    // A stream is stored as the completion it assembles to.
+    let streamed = alice
+        .inference()
+        .get_chat_completion(&streamed_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        streamed.completion.choices[0].message.content.as_deref(),
+        Some("streamed answer here")
+    );
+    assert_eq!(streamed.completion.object, "chat.completion");
+    assert_eq!(streamed.completion.model, "echo/echo-base");
+
+    // Pages, order and the model filter.
+    let page =
+        |after: Option<&str>, order: Order, model: Option<&str>| ListChatCompletionsRequest {
+            after: after.map(str::to_string),
+            limit: Some(2),
+            model: model.map(str::to_string),
+            order: Some(order),
+        };
+    let p1 = alice
+        .inference()
+        .list_chat_completions(page(None, Order::Asc, None))
+        .await
+        .unwrap();
+    assert_eq!(p1.data.len(), 2);
+    assert!(p1.has_more);
+    assert_eq!(p1.first_id, first.id);
+    let p2 = alice
+        .inference()
+        .list_chat_completions(page(Some(&p1.last_id), Order::Asc, None))
+        .await
+        .unwrap();
+    assert_eq!(p2.data.len(), 1);
+    assert!(!p2.has_more);
+    assert_eq!(p2.first_id, third.id);
+    let other = alice
+        .inference()
+        .list_chat_completions(page(None, Order::Desc, Some("echo/other")))
+        .await
+        .unwrap();
+    assert_eq!(other.data.len(), 1);
+    assert_eq!(other.first_id, third.id);
+
+    // Another caller sees neither the list entries nor the records.
+    let for_bob = bob
+        .inference()
+        .list_chat_completions(ListChatCompletionsRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(for_bob.data.len(), 1);
+    assert_eq!(for_bob.first_id, bobs.id);
+    let err = bob
+        .inference()
+        .get_chat_completion(&first.id)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    let err = alice
+        .inference()
+        .get_chat_completion(&not_kept.id)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    let err = alice
+        .inference()
+        .list_chat_completions(ListChatCompletionsRequest {
+            limit: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
+    assert!(err.message().contains("limit"), "{err}");
+
+    // Records survive a rebuild on the same storage.
+    drop((alice, bob, stack));
+    let stack = build(dir.path(), &format!("{REGISTERED}{auth}"))
+        .await
+        .unwrap();
+    let alice = stack.as_user(User::new("alice").with_attribute("roles", ["ml"]));
+    let again = alice
+        .inference()
+        .list_chat_completions(ListChatCompletionsRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(again.data.len(), 3);
+}

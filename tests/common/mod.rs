@@ -53,12 +53,12 @@ impl Inference for EchoProvider {
         _ctx: &RequestContext,
         req: ChatCompletionRequest,
     ) -> Result<ChatCompletion> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
         let text = format!("{}{}", self.config.prefix, last_user_text(&req.messages));
         Ok(ChatCompletion {
-            id: "chatcmpl-echo".into(),
+            id: format!("chatcmpl-echo-{call}"),
             object: "chat.completion".into(),
-            created: 0,
+            created: i64::try_from(call).unwrap(),
             model: req.model,
             choices: vec![ChatChoice {
                 index: 0,
@@ -77,7 +77,7 @@ impl Inference for EchoProvider {
         _ctx: &RequestContext,
         req: ChatCompletionRequest,
     ) -> Result<ChatCompletionStream> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
         let text = format!("{}{}", self.config.prefix, last_user_text(&req.messages));
         let model = req.model.clone();
         let words: Vec<String> = text.split_inclusive(' ').map(str::to_string).collect();
@@ -85,9 +85,9 @@ impl Inference for EchoProvider {
         Ok(
             futures::stream::iter(words.into_iter().enumerate().map(move |(i, w)| {
                 Ok(ChatCompletionChunk {
-                    id: "chatcmpl-echo".into(),
+                    id: format!("chatcmpl-echo-{call}"),
                     object: "chat.completion.chunk".into(),
-                    created: 0,
+                    created: i64::try_from(call).unwrap(),
                     model: model.clone(),
                     choices: vec![ChunkChoice {
                         index: 0,

@@ -35,6 +35,24 @@ text = "".join(c.choices[0].delta.content or "" for c in chunks)
 assert text == "one two three", text
 assert chunks[-1].choices[0].finish_reason == "stop"
 
+# Stored chat completions: the two above, newest first, each with its input messages.
+stored = client.chat.completions.list(limit=10)
+stored_ids = [x.id for x in stored.data]
+assert r.id in stored_ids and chunks[0].id in stored_ids, stored_ids
+assert stored_ids.index(chunks[0].id) < stored_ids.index(r.id), stored_ids
+got = client.chat.completions.retrieve(r.id)
+assert got.id == r.id and got.choices[0].message.content == "hello world", got
+assert got.model_extra["input_messages"][1]["content"] == "hello world", got.model_extra
+streamed = client.chat.completions.retrieve(chunks[0].id)
+assert streamed.choices[0].message.content == "one two three", streamed
+first_page = client.chat.completions.list(limit=1, order="asc")
+assert len(first_page.data) == 1, first_page
+try:
+    client.chat.completions.retrieve("chatcmpl-does-not-exist")
+    raise AssertionError("retrieving an unknown completion should fail")
+except openai.NotFoundError as err:
+    assert "not found" in str(err), err
+
 c = client.completions.create(model="scripted/chat-1", prompt="say this")
 assert c.choices[0].text == "say this", c
 pieces = [x.choices[0].text for x in client.completions.create(model="scripted/chat-1", prompt="a b c", stream=True)]

@@ -84,9 +84,16 @@ pub struct ScriptedProvider {
     config: ScriptedConfig,
 }
 
-fn chunk(model: &str, text: &str, last: bool) -> ChatCompletionChunk {
+/// A fresh completion id (stored completions need distinct ids).
+fn next_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("chatcmpl-scripted-{n}")
+}
+
+fn chunk(id: &str, model: &str, text: &str, last: bool) -> ChatCompletionChunk {
     ChatCompletionChunk {
-        id: "chatcmpl-scripted".into(),
+        id: id.to_owned(),
         object: "chat.completion.chunk".into(),
         created: 0,
         model: model.to_owned(),
@@ -154,7 +161,7 @@ impl Inference for ScriptedProvider {
             ));
         }
         Ok(ChatCompletion {
-            id: "chatcmpl-scripted".into(),
+            id: next_id(),
             object: "chat.completion".into(),
             created: 0,
             model: req.model,
@@ -177,6 +184,7 @@ impl Inference for ScriptedProvider {
     ) -> Result<ChatCompletionStream> {
         let text = last_user(&req.messages);
         let model = req.model.clone();
+        let id = next_id();
         if let Some(n) = text
             .strip_prefix("slow:")
             .and_then(|n| n.parse::<usize>().ok())
@@ -184,21 +192,22 @@ impl Inference for ScriptedProvider {
             return Ok(futures::stream::iter(0..n)
                 .then(move |i| {
                     let model = model.clone();
+                    let id = id.clone();
                     async move {
                         tokio::time::sleep(Duration::from_millis(20)).await;
-                        Ok(chunk(&model, &format!("{i} "), i + 1 == n))
+                        Ok(chunk(&id, &model, &format!("{i} "), i + 1 == n))
                     }
                 })
                 .boxed());
         }
         if text == "fail" {
-            let first = chunk(&model, "partial ", false);
+            let first = chunk(&id, &model, "partial ", false);
             return Ok(futures::stream::iter(vec![
                 Ok(first),
                 Err(Error::invalid_request(
                     "the scripted provider failed midway",
                 )),
-                Ok(chunk(&model, "never sent", true)),
+                Ok(chunk(&id, &model, "never sent", true)),
             ])
             .boxed());
         }
@@ -208,7 +217,7 @@ impl Inference for ScriptedProvider {
             words
                 .into_iter()
                 .enumerate()
-                .map(move |(i, w)| Ok(chunk(&model, &w, i + 1 == n))),
+                .map(move |(i, w)| Ok(chunk(&id, &model, &w, i + 1 == n))),
         )
         .boxed())
     }

@@ -2,8 +2,10 @@
 //! to every API method.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 /// An authenticated caller: a principal and its attributes (`roles`, `teams`, `projects`, ...).
@@ -44,13 +46,59 @@ impl User {
     }
 }
 
-/// Per-request context: the caller (none when authentication is off), a request id and a
-/// cancellation token that is cancelled when the caller goes away.
+/// Per-request provider settings (API keys, URLs), Llama Stack's `X-LlamaStack-Provider-Data`
+/// JSON object, e.g. `{"openai_api_key": "sk-..."}`. Values never appear in `Debug` output.
+#[derive(Clone, Default, PartialEq)]
+pub struct ProviderData(Arc<Map<String, Value>>);
+
+impl ProviderData {
+    /// Provider data from a JSON object's fields.
+    pub fn new(fields: Map<String, Value>) -> Self {
+        ProviderData(Arc::new(fields))
+    }
+
+    /// Parses the header's JSON text; anything but a JSON object is an `InvalidRequest`
+    /// (the message never repeats the text, which holds secrets).
+    pub fn from_json(text: &str) -> crate::Result<Self> {
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(fields)) => Ok(Self::new(fields)),
+            Ok(_) => Err(crate::Error::invalid_request(
+                "X-LlamaStack-Provider-Data: expected a JSON object",
+            )),
+            Err(e) => Err(crate::Error::invalid_request(format!(
+                "X-LlamaStack-Provider-Data: invalid JSON ({e})"
+            ))),
+        }
+    }
+
+    /// One field.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.get(key)
+    }
+
+    /// One field, if it is a non-empty string.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.0
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
+}
+
+impl std::fmt::Debug for ProviderData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ProviderData({} fields, redacted)", self.0.len())
+    }
+}
+
+/// Per-request context: the caller (none when authentication is off), a request id, a
+/// cancellation token that is cancelled when the caller goes away, and provider data.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     user: Option<User>,
     request_id: String,
     cancel: CancellationToken,
+    provider_data: Option<ProviderData>,
 }
 
 impl Default for RequestContext {
@@ -66,6 +114,7 @@ impl RequestContext {
             user: None,
             request_id: new_request_id(),
             cancel: CancellationToken::new(),
+            provider_data: None,
         }
     }
 
@@ -87,6 +136,17 @@ impl RequestContext {
     pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
         self.cancel = token;
         self
+    }
+
+    /// Sets per-request provider data (the `X-LlamaStack-Provider-Data` header's object).
+    pub fn with_provider_data(mut self, data: ProviderData) -> Self {
+        self.provider_data = Some(data);
+        self
+    }
+
+    /// Per-request provider data, if any.
+    pub fn provider_data(&self) -> Option<&ProviderData> {
+        self.provider_data.as_ref()
     }
 
     /// The authenticated user, if any.

@@ -10,6 +10,7 @@ pub mod access;
 pub mod api;
 pub mod context;
 pub mod error;
+pub mod inference_store;
 pub mod provider;
 pub mod resolver;
 pub mod resource;

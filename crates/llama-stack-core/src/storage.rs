@@ -290,6 +290,14 @@ pub trait SqlStore: Send + Sync + 'static {
     async fn create_table(&self, schema: &TableSchema) -> Result<()>;
     /// Inserts a row; an existing primary key is a `Conflict`.
     async fn insert(&self, table: &str, row: Row) -> Result<()>;
+    /// Inserts several rows: all of them or (on an error) none, where the backend has
+    /// transactions (SQLite, PostgreSQL); the default inserts one by one.
+    async fn insert_many(&self, table: &str, rows: Vec<Row>) -> Result<()> {
+        for row in rows {
+            self.insert(table, row).await?;
+        }
+        Ok(())
+    }
     /// Inserts a row, or updates the existing row with the same `conflict_columns`.
     async fn upsert(&self, table: &str, row: Row, conflict_columns: &[&str]) -> Result<()>;
     /// Sets `values` on every row matching `filter`; returns how many rows changed.

@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `inline-candle` | `inline::candle` (alias `inline::meta-reference`) | chat and completions on local GGUF models |
 //! | `inline-sentence-transformers` | `inline::sentence-transformers` | local sentence embeddings |
+//! | `remote-openai-compat` | `remote::openai`, `remote::vllm`, `remote::ollama`, `remote::llama-cpp-server`, `remote::tgi`, `remote::fireworks`, `remote::together`, `remote::groq`, `remote::sambanova`, `remote::cerebras`, `remote::nvidia`, `remote::databricks`, `remote::runpod`, `remote::llama-openai-compat`, `remote::azure`, `remote::watsonx`, `remote::passthrough` | OpenAI-compatible remote services |
 #![deny(missing_docs)]
 
 #[cfg(any(feature = "inline-candle", feature = "inline-sentence-transformers"))]
@@ -24,5 +25,7 @@ pub fn builtin_providers() -> Vec<ProviderSpec> {
     specs.push(inference::candle::spec());
     #[cfg(feature = "inline-sentence-transformers")]
     specs.push(inference::sentence_transformers::spec());
+    #[cfg(feature = "remote-openai-compat")]
+    specs.extend(inference::remote::specs());
     specs
 }

@@ -109,6 +109,17 @@ impl AuthorizedSqlStore {
         self.inner.insert(table, row).await
     }
 
+    /// Inserts rows, each owned by the user beside it: all or none where the backend has
+    /// transactions.
+    pub async fn insert_many(&self, table: &str, rows: Vec<(Option<User>, Row)>) -> Result<()> {
+        self.key_column(table)?;
+        let rows = rows
+            .into_iter()
+            .map(|(user, mut row)| set_owner(&mut row, user.as_ref()).map(|()| row))
+            .collect::<Result<Vec<_>>>()?;
+        self.inner.insert_many(table, rows).await
+    }
+
     /// Inserts a row owned by `user`, or replaces the row with the same
     /// `conflict_columns` (default: the primary key) if `user` may update it.
     pub async fn upsert(

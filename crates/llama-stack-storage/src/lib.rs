@@ -35,6 +35,7 @@
 
 pub mod authorized;
 pub mod config;
+pub mod inference_store;
 pub mod kv;
 #[cfg(any(feature = "kv-postgres", feature = "sql-postgres"))]
 mod postgres_connection;

@@ -47,7 +47,7 @@ fn sql_row(i: usize) -> Row {
     json!({
         "id": key_for(i),
         "n": i,
-        "flag": i % 2 == 0,
+        "flag": i.is_multiple_of(2),
         "payload": {"value": value_for(i), "list": [i, i + 1]},
     })
     .as_object()
@@ -314,7 +314,9 @@ async fn drop_postgres_table(table: &str) {
     client
         .batch_execute(&format!(
             "DROP TABLE IF EXISTS \"{table}\"; \
-             DELETE FROM _llama_stack_schema WHERE table_name = '{table}'"
+             DO $$ BEGIN IF to_regclass('_llama_stack_schema') IS NOT NULL THEN \
+               DELETE FROM _llama_stack_schema WHERE table_name = '{table}'; \
+             END IF; END $$"
         ))
         .await
         .unwrap();

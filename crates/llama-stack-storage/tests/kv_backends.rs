@@ -75,6 +75,77 @@ async fn kv_postgres_conforms() {
     drop_postgres_table(&table).await;
 }
 
+#[cfg(feature = "kv-postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_postgres_sweeps_expired_rows() {
+    use llama_stack_core::storage::KvStore;
+    use llama_stack_storage::config::{KvPostgresConfig, Port};
+
+    if !selected("kv_postgres") || !services::postgres_available("kv_postgres_sweeps_expired_rows")
+    {
+        return;
+    }
+    let table = format!("kv_sweep_{}", services::unique_suffix());
+    let cfg = KvPostgresConfig {
+        host: services::HOST.into(),
+        port: Port(services::PG_PORT),
+        db: services::PG_DB.into(),
+        user: services::PG_USER.into(),
+        password: None,
+        ssl_mode: None,
+        ca_cert_path: None,
+        table_name: table.clone(),
+        namespace: None,
+    };
+    let store = llama_stack_storage::kv::PostgresKvStore::open(&cfg)
+        .await
+        .unwrap();
+    store
+        .set("short", "1", Some(std::time::Duration::from_millis(20)))
+        .await
+        .unwrap();
+    store.set("kept", "2", None).await.unwrap();
+    store
+        .set("later", "3", Some(std::time::Duration::from_secs(600)))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(store.sweep_expired().await.unwrap(), 1);
+    assert_eq!(store.sweep_expired().await.unwrap(), 0);
+    let rows = raw_count(&table).await;
+    assert_eq!(rows, 2, "only the expired row is deleted");
+    assert_eq!(store.get("kept").await.unwrap().as_deref(), Some("2"));
+    assert_eq!(store.get("later").await.unwrap().as_deref(), Some("3"));
+    drop(store);
+    drop_postgres_table(&table).await;
+}
+
+/// Rows in `table`, counted with a raw client.
+#[cfg(feature = "kv-postgres")]
+async fn raw_count(table: &str) -> i64 {
+    let (client, conn) = tokio_postgres::connect(
+        &format!(
+            "host={} port={} dbname={} user={}",
+            services::HOST,
+            services::PG_PORT,
+            services::PG_DB,
+            services::PG_USER
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    let task = tokio::spawn(conn);
+    let n: i64 = client
+        .query_one(&format!("SELECT count(*) FROM \"{table}\""), &[])
+        .await
+        .unwrap()
+        .get(0);
+    drop(client);
+    let _ = task.await;
+    n
+}
+
 /// Drops `table` from the shared test database.
 #[cfg(feature = "kv-postgres")]
 async fn drop_postgres_table(table: &str) {

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use llama_stack_core::access::{AccessPolicy, RoutePolicy};
 use llama_stack_core::api::inference::{
-    ChatCompletion, ChatCompletionRequest, ChatCompletionStream, Completion, CompletionRequest,
-    CompletionStream, EmbeddingsRequest, EmbeddingsResponse, Inference, RerankRequest,
-    RerankResponse,
+    ChatCompletion, ChatCompletionList, ChatCompletionRequest, ChatCompletionStream, Completion,
+    CompletionRequest, CompletionStream, EmbeddingsRequest, EmbeddingsResponse, Inference,
+    ListChatCompletionsRequest, RerankRequest, RerankResponse, StoredChatCompletion,
 };
 use llama_stack_core::api::inspect::{
     HealthResponse, Inspect, ListRoutesResponse, RouteFilter, VersionResponse,
@@ -23,6 +23,7 @@ use llama_stack_core::provider::{ProviderRegistry, ProviderSpec, StorageResolver
 use llama_stack_core::resolver::{self, ProviderConfigEntry, Resolved};
 use llama_stack_core::router::{InferenceRouter, InspectService, ModelsRouter, ProvidersService};
 use llama_stack_core::{Error, RequestContext, Result, User};
+use llama_stack_storage::inference_store::{InferenceStoreOptions, SqlInferenceStore};
 use tokio::task::JoinSet;
 
 use crate::config::{env::process_env, StackConfig};
@@ -180,6 +181,20 @@ impl StackBuilder {
             providers,
             inspect,
         } = resolver::resolve(&registry, entries, storage_dyn, registry_kv, policy.clone()).await?;
+
+        if let Some(r) = &config.storage.stores.inference {
+            let prefixed = |e: Error| e.with_prefix("storage.stores.inference");
+            let sql = storage.sql_store(&r.backend).await.map_err(prefixed)?;
+            let options = InferenceStoreOptions {
+                table: r.table_name.clone(),
+                max_write_queue_size: r.max_write_queue_size,
+                num_writers: r.num_writers,
+            };
+            let store = SqlInferenceStore::open(sql, (*policy).clone(), options)
+                .await
+                .map_err(prefixed)?;
+            inference.set_store(Arc::new(store))?;
+        }
 
         for (i, m) in config.registered_resources.models.iter().enumerate() {
             let req = RegisterModelRequest {
@@ -426,6 +441,20 @@ impl InferenceHandle {
         req: ChatCompletionRequest,
     ) -> Result<ChatCompletionStream> {
         self.api.chat_completion_stream(&self.ctx, req).await
+    }
+
+    /// A page of the stored chat completions this caller may read, newest first by
+    /// default.
+    pub async fn list_chat_completions(
+        &self,
+        req: ListChatCompletionsRequest,
+    ) -> Result<ChatCompletionList> {
+        self.api.list_chat_completions(&self.ctx, req).await
+    }
+
+    /// One stored chat completion with the messages it answered.
+    pub async fn get_chat_completion(&self, completion_id: &str) -> Result<StoredChatCompletion> {
+        self.api.get_chat_completion(&self.ctx, completion_id).await
     }
 
     /// A text completion.

@@ -1300,6 +1300,199 @@ pub struct RerankResponse {
     pub data: Vec<RerankData>,
 }
 
+/// Query of `GET /v1/chat/completions` (stored chat completions).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ListChatCompletionsRequest {
+    /// Continue after this completion id (from a previous page's `last_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Page size (≥ 1, default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Only completions of this model id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// By creation time: `desc` (default) or `asc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<crate::storage::Order>,
+}
+
+impl ListChatCompletionsRequest {
+    /// The default page size.
+    pub const DEFAULT_LIMIT: u32 = 20;
+
+    /// The page size to use, checked (`limit` ≥ 1).
+    pub fn checked_limit(&self) -> Result<u32> {
+        match self.limit {
+            None => Ok(Self::DEFAULT_LIMIT),
+            Some(0) => Err(Error::invalid_request("limit: must be at least 1 (got 0)")
+                .with_context("param", "limit")),
+            Some(n) => Ok(n),
+        }
+    }
+}
+
+/// A stored chat completion with the messages it answered
+/// (Llama Stack's `OpenAICompletionWithInputMessages`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct StoredChatCompletion {
+    /// The completion as returned to the caller.
+    #[serde(flatten)]
+    pub completion: ChatCompletion,
+    /// The request's messages.
+    pub input_messages: Vec<Message>,
+}
+
+/// A page of stored chat completions (`object: "list"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ChatCompletionList {
+    /// Always `"list"`.
+    pub object: String,
+    /// The completions of this page.
+    pub data: Vec<StoredChatCompletion>,
+    /// Whether more completions follow.
+    pub has_more: bool,
+    /// Id of the first completion of the page (`""` when empty).
+    pub first_id: String,
+    /// Id of the last completion of the page (`""` when empty).
+    pub last_id: String,
+}
+
+impl ChatCompletionList {
+    /// A page over `data`.
+    pub fn new(data: Vec<StoredChatCompletion>, has_more: bool) -> Self {
+        let id = |c: Option<&StoredChatCompletion>| c.map(|c| c.completion.id.clone());
+        ChatCompletionList {
+            object: "list".into(),
+            first_id: id(data.first()).unwrap_or_default(),
+            last_id: id(data.last()).unwrap_or_default(),
+            data,
+            has_more,
+        }
+    }
+}
+
+/// Builds the [`ChatCompletion`] a chat stream amounts to, chunk by chunk: text, refusal and
+/// reasoning concatenated per choice, tool-call fragments joined by their index, the last
+/// finish reason, logprobs and usage kept.
+#[derive(Debug, Clone, Default)]
+pub struct ChatCompletionAccumulator {
+    head: Option<ChatCompletionChunk>,
+    choices: std::collections::BTreeMap<u32, ChoiceParts>,
+    usage: Option<Usage>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ChoiceParts {
+    content: Option<String>,
+    refusal: Option<String>,
+    reasoning: Option<String>,
+    tool_calls: std::collections::BTreeMap<u32, ToolCall>,
+    finish_reason: Option<FinishReason>,
+    logprobs: Option<ChoiceLogprobs>,
+}
+
+fn append(slot: &mut Option<String>, piece: &Option<String>) {
+    if let Some(piece) = piece {
+        slot.get_or_insert_with(String::new).push_str(piece);
+    }
+}
+
+impl ChatCompletionAccumulator {
+    /// An empty accumulator.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one chunk.
+    pub fn push(&mut self, chunk: &ChatCompletionChunk) {
+        if self.head.is_none() {
+            let mut head = chunk.clone();
+            head.choices.clear();
+            head.usage = None;
+            self.head = Some(head);
+        }
+        if chunk.usage.is_some() {
+            self.usage.clone_from(&chunk.usage);
+        }
+        for choice in &chunk.choices {
+            let parts = self.choices.entry(choice.index).or_default();
+            append(&mut parts.content, &choice.delta.content);
+            append(&mut parts.refusal, &choice.delta.refusal);
+            append(&mut parts.reasoning, &choice.delta.reasoning_content);
+            for delta in choice.delta.tool_calls.iter().flatten() {
+                let call = parts
+                    .tool_calls
+                    .entry(delta.index)
+                    .or_insert_with(|| ToolCall {
+                        id: String::new(),
+                        kind: "function".into(),
+                        function: FunctionCall {
+                            name: String::new(),
+                            arguments: String::new(),
+                        },
+                    });
+                if let Some(id) = &delta.id {
+                    call.id.clone_from(id);
+                }
+                if let Some(f) = &delta.function {
+                    if let Some(name) = &f.name {
+                        call.function.name.push_str(name);
+                    }
+                    if let Some(args) = &f.arguments {
+                        call.function.arguments.push_str(args);
+                    }
+                }
+            }
+            if choice.finish_reason.is_some() {
+                parts.finish_reason = choice.finish_reason;
+            }
+            if let Some(lp) = &choice.logprobs {
+                let all = parts.logprobs.get_or_insert_with(ChoiceLogprobs::default);
+                if let Some(tokens) = &lp.content {
+                    all.content
+                        .get_or_insert_with(Vec::new)
+                        .extend(tokens.iter().cloned());
+                }
+            }
+        }
+    }
+
+    /// The completion, or `None` if no chunk was pushed.
+    pub fn finish(self) -> Option<ChatCompletion> {
+        let head = self.head?;
+        let choices = self
+            .choices
+            .into_iter()
+            .map(|(index, parts)| {
+                let tool_calls: Vec<ToolCall> = parts.tool_calls.into_values().collect();
+                ChatChoice {
+                    index,
+                    message: AssistantMessage {
+                        role: "assistant".into(),
+                        content: parts.content,
+                        tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+                        refusal: parts.refusal,
+                        reasoning_content: parts.reasoning,
+                    },
+                    finish_reason: parts.finish_reason,
+                    logprobs: parts.logprobs,
+                }
+            })
+            .collect();
+        Some(ChatCompletion {
+            id: head.id,
+            object: "chat.completion".into(),
+            created: head.created,
+            model: head.model,
+            choices,
+            usage: self.usage,
+            service_tier: head.service_tier,
+            system_fingerprint: head.system_fingerprint,
+        })
+    }
+}
+
 /// A stream of chat completion chunks.
 pub type ChatCompletionStream = BoxStream<'static, Result<ChatCompletionChunk>>;
 /// A stream of completion chunks.
@@ -1355,6 +1548,28 @@ pub trait Inference: Send + Sync {
         let _ = (ctx, req);
         Err(Error::unsupported(
             "rerank is not supported by this provider",
+        ))
+    }
+    /// A page of the stored chat completions the caller may read.
+    async fn list_chat_completions(
+        &self,
+        ctx: &RequestContext,
+        req: ListChatCompletionsRequest,
+    ) -> Result<ChatCompletionList> {
+        let _ = (ctx, req);
+        Err(Error::unsupported(
+            "stored chat completions need an inference store (storage.stores.inference)",
+        ))
+    }
+    /// One stored chat completion with its input messages.
+    async fn get_chat_completion(
+        &self,
+        ctx: &RequestContext,
+        completion_id: &str,
+    ) -> Result<StoredChatCompletion> {
+        let _ = (ctx, completion_id);
+        Err(Error::unsupported(
+            "stored chat completions need an inference store (storage.stores.inference)",
         ))
     }
 }

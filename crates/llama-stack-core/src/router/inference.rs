@@ -2,7 +2,7 @@
 //! provider that serves it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -10,13 +10,15 @@ use tracing::Instrument;
 
 use crate::access::Action;
 use crate::api::inference::{
-    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionStream, Completion,
-    CompletionRequest, CompletionStream, EmbeddingsRequest, EmbeddingsResponse, Inference,
-    RerankRequest, RerankResponse, ResponseFormat, ToolChoice,
+    ChatCompletion, ChatCompletionAccumulator, ChatCompletionChunk, ChatCompletionList,
+    ChatCompletionRequest, ChatCompletionStream, Completion, CompletionRequest, CompletionStream,
+    EmbeddingsRequest, EmbeddingsResponse, Inference, ListChatCompletionsRequest, Message,
+    RerankRequest, RerankResponse, ResponseFormat, StoredChatCompletion, ToolChoice,
 };
 use crate::api::models::{Model, ModelType};
 use crate::context::RequestContext;
 use crate::error::{Error, Result};
+use crate::inference_store::InferenceStore;
 use crate::provider::InferenceProvider;
 use crate::routing_table::RoutingTable;
 
@@ -24,6 +26,7 @@ use crate::routing_table::RoutingTable;
 pub struct InferenceRouter {
     models: Arc<RoutingTable<Model>>,
     providers: HashMap<String, Arc<dyn InferenceProvider>>,
+    store: OnceLock<Arc<dyn InferenceStore>>,
 }
 
 struct Target {
@@ -38,7 +41,39 @@ impl InferenceRouter {
         models: Arc<RoutingTable<Model>>,
         providers: HashMap<String, Arc<dyn InferenceProvider>>,
     ) -> Self {
-        InferenceRouter { models, providers }
+        InferenceRouter {
+            models,
+            providers,
+            store: OnceLock::new(),
+        }
+    }
+
+    /// Records chat completions in `store` from now on (once; a second store is refused).
+    pub fn set_store(&self, store: Arc<dyn InferenceStore>) -> Result<()> {
+        self.store
+            .set(store)
+            .map_err(|_| Error::internal("the inference store is already set"))
+    }
+
+    /// The store to record `req`'s completion in, with its input messages, unless the
+    /// request says `"store": false`.
+    fn recorder(
+        &self,
+        req: &ChatCompletionRequest,
+    ) -> Option<(Arc<dyn InferenceStore>, Vec<Message>)> {
+        let store = self.store.get()?;
+        if req.extra_body.get("store") == Some(&serde_json::Value::Bool(false)) {
+            return None;
+        }
+        Some((store.clone(), req.messages.clone()))
+    }
+
+    fn store(&self) -> Result<&Arc<dyn InferenceStore>> {
+        self.store.get().ok_or_else(|| {
+            Error::unsupported(
+                "stored chat completions need an inference store (storage.stores.inference)",
+            )
+        })
     }
 
     /// The provider instance `provider_id`, if configured.
@@ -146,6 +181,56 @@ fn echo_model<T: Send + 'static>(
         .boxed()
 }
 
+/// Records a completion; a failure is logged, never returned to the caller whose
+/// completion succeeded.
+async fn record(
+    store: Arc<dyn InferenceStore>,
+    ctx: &RequestContext,
+    completion: ChatCompletion,
+    messages: Vec<Message>,
+) {
+    let id = completion.id.clone();
+    if let Err(e) = store.store(ctx, completion, messages).await {
+        tracing::warn!(completion_id = %id, error = %e, "recording the chat completion failed");
+    }
+}
+
+/// Passes `stream` through and records the assembled completion after its last chunk (not
+/// if it fails or is dropped before the end).
+fn record_stream(
+    stream: ChatCompletionStream,
+    store: Arc<dyn InferenceStore>,
+    ctx: RequestContext,
+    messages: Vec<Message>,
+) -> ChatCompletionStream {
+    let acc = Arc::new(Mutex::new(Some(ChatCompletionAccumulator::new())));
+    let seen = acc.clone();
+    let passed = stream.inspect(move |item| {
+        let mut acc = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match item {
+            Ok(chunk) => {
+                if let Some(acc) = acc.as_mut() {
+                    acc.push(chunk);
+                }
+            }
+            Err(_) => *acc = None,
+        }
+    });
+    let tail = futures::stream::once(async move {
+        let done = acc
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(completion) = done.and_then(ChatCompletionAccumulator::finish) {
+            record(store, &ctx, completion, messages).await;
+        }
+    })
+    .filter_map(|()| async { None::<Result<ChatCompletionChunk>> });
+    passed.chain(tail).boxed()
+}
+
 /// `tool_choice: "none"` drops both tools and tool_choice, as Llama Stack does.
 fn normalize_tools(req: &mut ChatCompletionRequest) {
     if matches!(&req.tool_choice, Some(ToolChoice::Mode(m)) if m == "none") {
@@ -166,6 +251,7 @@ impl Inference for InferenceRouter {
         check_chat_caps(&target, &req, false)?;
         normalize_tools(&mut req);
         let requested = std::mem::replace(&mut req.model, target.provider_model_id.clone());
+        let recorder = self.recorder(&req);
         let span = tracing::info_span!("inference.chat_completion", provider_id = %target.provider_id, model = %requested, stream = false, request_id = %ctx.request_id());
         let mut resp = target
             .provider
@@ -183,6 +269,9 @@ impl Inference for InferenceRouter {
                 choice.message.tool_calls = None;
             }
         }
+        if let Some((store, messages)) = recorder {
+            record(store, ctx, resp.clone(), messages).await;
+        }
         Ok(resp)
     }
 
@@ -196,17 +285,20 @@ impl Inference for InferenceRouter {
         check_chat_caps(&target, &req, true)?;
         normalize_tools(&mut req);
         let requested = std::mem::replace(&mut req.model, target.provider_model_id.clone());
+        let recorder = self.recorder(&req);
         let span = tracing::info_span!("inference.chat_completion", provider_id = %target.provider_id, model = %requested, stream = true, request_id = %ctx.request_id());
         let stream = target
             .provider
             .chat_completion_stream(ctx, req)
             .instrument(span)
             .await?;
-        Ok(echo_model(
-            stream,
-            requested,
-            |c: &mut ChatCompletionChunk| &mut c.model,
-        ))
+        let stream = echo_model(stream, requested, |c: &mut ChatCompletionChunk| {
+            &mut c.model
+        });
+        Ok(match recorder {
+            Some((store, messages)) => record_stream(stream, store, ctx.clone(), messages),
+            None => stream,
+        })
     }
 
     async fn completion(
@@ -279,5 +371,22 @@ impl Inference for InferenceRouter {
         req.model.clone_from(&target.provider_model_id);
         let span = tracing::info_span!("inference.rerank", provider_id = %target.provider_id, request_id = %ctx.request_id());
         target.provider.rerank(ctx, req).instrument(span).await
+    }
+
+    async fn list_chat_completions(
+        &self,
+        ctx: &RequestContext,
+        req: ListChatCompletionsRequest,
+    ) -> Result<ChatCompletionList> {
+        req.checked_limit()?;
+        self.store()?.list(ctx, &req).await
+    }
+
+    async fn get_chat_completion(
+        &self,
+        ctx: &RequestContext,
+        completion_id: &str,
+    ) -> Result<StoredChatCompletion> {
+        self.store()?.get(ctx, completion_id).await
     }
 }

@@ -2,5 +2,7 @@
 
 #[cfg(feature = "inline-candle")]
 pub mod candle;
+#[cfg(feature = "remote-openai-compat")]
+pub mod remote;
 #[cfg(feature = "inline-sentence-transformers")]
 pub mod sentence_transformers;

@@ -5,7 +5,9 @@
 //! collation so keys compare as bytes. Expiry uses the database clock (`now()`), so every
 //! instance sharing the table agrees on what is live. Each operation is one statement:
 //! `set_if_absent` and `increment` are `INSERT … ON CONFLICT DO UPDATE` statements, which
-//! PostgreSQL runs atomically against concurrent writers from any process. Text cannot
+//! PostgreSQL runs atomically against concurrent writers from any process. Expired pairs
+//! are never returned; their rows are deleted when a store opens and every
+//! [`SWEEP_INTERVAL`] after. Text cannot
 //! hold U+0000 in PostgreSQL, so U+0000/U+0001 are escaped order-preservingly.
 
 use std::time::Duration;
@@ -33,6 +35,7 @@ struct Statements {
     delete: String,
     scan_from: String,
     scan_between: String,
+    sweep: String,
 }
 
 impl Statements {
@@ -66,6 +69,7 @@ impl Statements {
                  RETURNING value"
             ),
             delete: format!("DELETE FROM {t} WHERE key = $1"),
+            sweep: format!("DELETE FROM {t} WHERE expiration IS NOT NULL AND expiration <= now()"),
             scan_from: format!(
                 "SELECT key, value FROM {t} WHERE key COLLATE \"C\" >= $1 \
                  AND starts_with(key, $1) AND {live} ORDER BY key COLLATE \"C\""
@@ -78,12 +82,41 @@ impl Statements {
     }
 }
 
+/// How often each open store deletes expired pairs from its table (reads never return
+/// them; the sweep only reclaims their space).
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The periodic sweep task; stopped when the store is dropped.
+#[derive(Debug)]
+struct Sweeper(tokio::task::JoinHandle<()>);
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A [`KvStore`] in a PostgreSQL table (backend `kv_postgres`).
 #[derive(Debug)]
 pub struct PostgresKvStore {
     pool: PgPool,
     table: String,
-    sql: Statements,
+    sql: std::sync::Arc<Statements>,
+    _sweeper: Option<Sweeper>,
+}
+
+/// Deletes the expired pairs; returns how many.
+async fn sweep(pool: &PgPool, sql: &Statements, table: &str) -> Result<u64> {
+    let what = format!("deleting expired keys from table '{table}'");
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(&sql.sweep)
+        .await
+        .map_err(|e| pool.error(e, &what))?;
+    client
+        .execute(&stmt, &[])
+        .await
+        .map_err(|e| pool.error(e, &what))
 }
 
 impl PostgresKvStore {
@@ -109,13 +142,32 @@ impl PostgresKvStore {
                 recycle_after: None,
             },
         )?;
-        let store = PostgresKvStore {
+        let mut store = PostgresKvStore {
             pool,
             table: cfg.table_name.clone(),
-            sql: Statements::new(&cfg.table_name),
+            sql: std::sync::Arc::new(Statements::new(&cfg.table_name)),
+            _sweeper: None,
         };
         store.create_table().await?;
+        let (pool, sql, table) = (store.pool.clone(), store.sql.clone(), store.table.clone());
+        store._sweeper = Some(Sweeper(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = sweep(&pool, &sql, &table).await {
+                    tracing::debug!(table = %table, error = %e, "sweeping expired keys failed");
+                }
+            }
+        })));
         Ok(store)
+    }
+
+    /// Deletes the expired pairs now (the store also does this every
+    /// [`SWEEP_INTERVAL`]); returns how many were deleted.
+    pub async fn sweep_expired(&self) -> Result<u64> {
+        sweep(&self.pool, &self.sql, &self.table).await
     }
 
     /// The table holding the pairs.

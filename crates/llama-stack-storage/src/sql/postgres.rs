@@ -920,6 +920,46 @@ impl SqlStore for PostgresSqlStore {
         Ok(())
     }
 
+    async fn insert_many(&self, table: &str, rows: Vec<Row>) -> Result<()> {
+        let Some(first) = rows.first() else {
+            return Ok(());
+        };
+        let mut client = self.pool.get().await?;
+        let mut needed = row_columns(first);
+        for row in &rows[1..] {
+            for c in row_columns(row) {
+                if !needed.contains(&c) {
+                    needed.push(c);
+                }
+            }
+        }
+        let schema = self.schema_for(&client, table, &needed).await?;
+        let what = format!("writing table '{}'", schema.name);
+        let mut statements = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let (sql, params) = insert_sql(&schema, row)?;
+            let stmt = client
+                .prepare_cached(&sql)
+                .await
+                .map_err(|e| self.write_error(e, &schema, Some(row), &what))?;
+            statements.push((stmt, params));
+        }
+        // Dropping the transaction before `commit` (an error, a cancelled caller) rolls it
+        // back, so the pooled connection is never left inside it.
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| self.pool.error(e, &what))?;
+        for ((stmt, params), row) in statements.iter().zip(&rows) {
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                params.iter().map(|p| p as _).collect();
+            tx.execute(stmt, &refs)
+                .await
+                .map_err(|e| self.write_error(e, &schema, Some(row), &what))?;
+        }
+        tx.commit().await.map_err(|e| self.pool.error(e, &what))
+    }
+
     async fn upsert(&self, table: &str, row: Row, conflict_columns: &[&str]) -> Result<()> {
         let client = self.pool.get().await?;
         let mut needed = row_columns(&row);

@@ -678,6 +678,23 @@ fn insert(conn: &Connection, cache: &mut Schemas, table: &str, row: &Row) -> Res
     Ok(())
 }
 
+/// Inserts `rows` in one transaction: all or none.
+fn insert_many(
+    conn: &mut Connection,
+    cache: &mut Schemas,
+    table: &str,
+    rows: &[Row],
+) -> Result<()> {
+    let what = format!("writing table '{table}'");
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| sqlite_error(e, &what))?;
+    for row in rows {
+        insert(&tx, cache, table, row)?;
+    }
+    tx.commit().map_err(|e| sqlite_error(e, &what))
+}
+
 fn upsert(
     conn: &Connection,
     cache: &mut Schemas,
@@ -932,6 +949,13 @@ impl SqlStore for SqliteSqlStore {
         let table = table.to_string();
         self.conn
             .call(move |c, cache| insert(c, cache, &table, &row))
+            .await
+    }
+
+    async fn insert_many(&self, table: &str, rows: Vec<Row>) -> Result<()> {
+        let table = table.to_string();
+        self.conn
+            .call(move |c, cache| insert_many(c, cache, &table, &rows))
             .await
     }
 

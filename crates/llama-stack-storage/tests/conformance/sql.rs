@@ -58,6 +58,9 @@ where
     let checks: &[(&str, Check)] = &[
         ("create_and_migrate", |c| Box::pin(create_and_migrate(c))),
         ("insert_and_conflict", |c| Box::pin(insert_and_conflict(c))),
+        ("insert_many_all_or_none", |c| {
+            Box::pin(insert_many_all_or_none(c))
+        }),
         ("composite_primary_key", |c| {
             Box::pin(composite_primary_key(c))
         }),
@@ -251,6 +254,51 @@ async fn insert_and_conflict(ctx: Ctx) {
     let err = store.insert(&t, row(json!({"id": "3"}))).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
     assert_eq!(store.fetch_all(&t, &all()).await.unwrap().rows.len(), 2);
+}
+
+async fn insert_many_all_or_none(ctx: Ctx) {
+    let store = &ctx.store;
+    let t = ctx.table("batch");
+    let schema = TableSchema::new(&t, vec![id_col(), col("n", ColumnType::Integer).not_null()]);
+    store.create_table(&schema).await.unwrap();
+    store.insert_many(&t, Vec::new()).await.unwrap();
+    let batch: Vec<Row> = (0..50)
+        .map(|i| row(json!({"id": format!("{i:02}"), "n": i})))
+        .collect();
+    store.insert_many(&t, batch).await.unwrap();
+    let page = store.fetch_all(&t, &all()).await.unwrap();
+    assert_eq!(page.rows.len(), 50);
+    // A batch with one conflicting row writes nothing and reports the conflict.
+    let bad = vec![
+        row(json!({"id": "new-1", "n": 1})),
+        row(json!({"id": "07", "n": 7})),
+        row(json!({"id": "new-2", "n": 2})),
+    ];
+    let err = store.insert_many(&t, bad).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(store
+        .fetch_one(&t, Some(&Filter::eq("id", "new-1")))
+        .await
+        .unwrap()
+        .is_none());
+    // So does a batch with an invalid row, and the store stays usable.
+    let err = store
+        .insert_many(
+            &t,
+            vec![
+                row(json!({"id": "new-3", "n": 3})),
+                row(json!({"id": "new-4"})),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
+    assert_eq!(store.fetch_all(&t, &all()).await.unwrap().rows.len(), 50);
+    store
+        .insert_many(&t, vec![row(json!({"id": "new-5", "n": 5}))])
+        .await
+        .unwrap();
+    assert_eq!(store.fetch_all(&t, &all()).await.unwrap().rows.len(), 51);
 }
 
 async fn composite_primary_key(ctx: Ctx) {

@@ -218,7 +218,8 @@ async fn serve(
         auth = %auth,
         quota = stack.config().server.quota.is_some(),
         startup_ms = started.elapsed().as_millis() as u64,
-        "listening on http://{}",
+        "listening on {}://{}",
+        if server.is_tls() { "https" } else { "http" },
         server.local_addr()
     );
     server

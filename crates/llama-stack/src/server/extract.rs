@@ -119,6 +119,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
         if let Some(RequestId(id)) = parts.extensions.get::<RequestId>() {
             ctx = ctx.with_request_id(id.clone());
         }
+        // Per-request provider keys/URLs; never logged.
+        if let Some(raw) = parts.headers.get("x-llamastack-provider-data") {
+            let text = raw.to_str().map_err(|_| {
+                ApiError(Error::invalid_request(
+                    "X-LlamaStack-Provider-Data: expected a JSON object in ASCII",
+                ))
+            })?;
+            ctx = ctx.with_provider_data(
+                llama_stack_core::context::ProviderData::from_json(text).map_err(ApiError)?,
+            );
+        }
         Ok(Ctx {
             ctx,
             guard: token.drop_guard(),

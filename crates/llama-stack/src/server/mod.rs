@@ -24,6 +24,7 @@ pub mod openapi;
 pub mod quota;
 pub mod routes;
 mod sse;
+mod tls;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -223,6 +224,7 @@ pub struct Server {
     listener: TcpListener,
     app: Router,
     options: ServerOptions,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl std::fmt::Debug for Server {
@@ -236,12 +238,7 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Builds the application for `stack` and binds `addr` (port 0 = any free port).
     pub async fn bind(stack: &Stack, addr: SocketAddr, options: ServerOptions) -> Result<Server> {
-        let server = &stack.config().server;
-        if server.tls_certfile.is_some() || server.tls_keyfile.is_some() {
-            return Err(Error::config(
-                "server.tls_certfile/tls_keyfile: TLS termination is not built in; put a TLS proxy in front of the server",
-            ));
-        }
+        let tls = tls::acceptor(&stack.config().server)?;
         let app = app(stack, &options).await?;
         let listener = TcpListener::bind(addr)
             .await
@@ -250,7 +247,13 @@ impl Server {
             listener,
             app,
             options,
+            tls,
         })
+    }
+
+    /// Whether the server speaks HTTPS (`server.tls_certfile` and `tls_keyfile` set).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The address the server listens on.
@@ -267,6 +270,7 @@ impl Server {
             listener,
             app,
             options,
+            tls,
         } = self;
         let mut builder = Builder::new(TokioExecutor::new());
         builder
@@ -294,15 +298,44 @@ impl Server {
                         req.extensions_mut().insert(ConnectInfo(peer));
                         app.clone().oneshot(req)
                     });
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-                        .into_owned();
-                    let conn = graceful.watch(conn);
-                    connections.spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    let service = TowerToHyperService::new(service);
+                    match &tls {
+                        None => {
+                            let conn = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .into_owned();
+                            let conn = graceful.watch(conn);
+                            connections.spawn(async move {
+                                if let Err(e) = conn.await {
+                                    tracing::debug!(error = %e, %peer, "connection ended with an error");
+                                }
+                            });
                         }
-                    });
+                        Some(acceptor) => {
+                            // The handshake runs in the connection's task, bounded like a
+                            // request head, so a slow client never stalls accepting others.
+                            let (acceptor, builder, watcher) =
+                                (acceptor.clone(), builder.clone(), graceful.watcher());
+                            let handshake_timeout = options.header_read_timeout;
+                            connections.spawn(async move {
+                                let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                                    Ok(Ok(s)) => s,
+                                    Ok(Err(e)) => {
+                                        tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                                        return;
+                                    }
+                                    Err(_) => {
+                                        tracing::debug!(%peer, "TLS handshake timed out");
+                                        return;
+                                    }
+                                };
+                                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                                if let Err(e) = watcher.watch(conn).await {
+                                    tracing::debug!(error = %e, %peer, "connection ended with an error");
+                                }
+                            });
+                        }
+                    }
                 }
                 () = &mut shutdown => break,
             }

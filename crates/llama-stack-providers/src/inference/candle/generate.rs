@@ -94,6 +94,7 @@ impl Engine {
                     model,
                     tokenizer,
                     cached: Vec::new(),
+                    prompt_logits: None,
                 };
                 while let Ok(job) = rx.recv() {
                     worker.run(job);
@@ -124,6 +125,10 @@ struct Worker {
     tokenizer: Arc<ModelTokenizer>,
     /// The tokens whose keys and values are in the model's KV cache.
     cached: Vec<u32>,
+    /// The last prompt and the logits after it: a repeated prompt reuses them, so its first
+    /// token is drawn from exactly the same distribution (recomputing the last prompt token
+    /// alone takes another kernel path than a whole prompt, with slightly different rounding).
+    prompt_logits: Option<(Vec<u32>, Vec<f32>)>,
 }
 
 /// Text decoded so far and how much of it was sent.
@@ -233,6 +238,7 @@ impl Worker {
             Ok(None) => return,
             Err(e) => {
                 self.cached.clear();
+                self.prompt_logits = None;
                 Event::Failed(e)
             }
         };
@@ -263,16 +269,32 @@ impl Worker {
             .zip(prompt.iter())
             .take_while(|(a, b)| a == b)
             .count();
-        if common == prompt.len() {
+        let repeated = common == prompt.len();
+        if repeated {
             common -= 1;
         }
         let internal = |e: candle_core::Error| Error::internal(format!("candle: {e}"));
-        self.cached.truncate(common);
-        self.model.truncate_cache(common);
-        let mut logits = self
-            .model
-            .forward(&prompt[common..], common)
-            .map_err(internal)?;
+        let stored = match &self.prompt_logits {
+            Some((p, l)) if repeated && p == prompt => Some(l.clone()),
+            _ => None,
+        };
+        let mut logits = match stored {
+            Some(l) => {
+                self.model.truncate_cache(prompt.len());
+                l
+            }
+            None => {
+                self.cached.truncate(common);
+                self.model.truncate_cache(common);
+                self.prompt_logits = None;
+                let l = self
+                    .model
+                    .forward(&prompt[common..], common)
+                    .map_err(internal)?;
+                self.prompt_logits = Some((prompt.clone(), l.clone()));
+                l
+            }
+        };
         self.cached = prompt.clone();
         let tok = self.tokenizer.clone();
         let mut rng = Rng::new(job.params.seed);

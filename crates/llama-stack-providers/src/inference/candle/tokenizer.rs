@@ -1,8 +1,15 @@
 //! Tokenizers: a repository's `tokenizer.json`, or one built from the GGUF's own
-//! `tokenizer.ggml.*` metadata with the pre-tokenizer llama.cpp uses for its `pre` value, so
-//! token ids equal llama.cpp's for the same text.
+//! `tokenizer.ggml.*` metadata so that token ids equal llama.cpp's for the same text:
+//! byte-level BPE (`tokenizer.ggml.model = "gpt2"`) with the pre-tokenizer llama.cpp uses
+//! for its `pre` value, or SentencePiece (`"llama"`): BPE over the pieces, merges ranked by
+//! the merged piece's score as llama.cpp's SPM tokenizer merges, spaces written `▁`, a `▁`
+//! prefixed to the text and after every special token (`tokenizer.ggml.add_space_prefix`,
+//! default true), characters outside the vocabulary as `<0xNN>` byte tokens.
 
+use std::collections::HashMap;
 use std::path::Path;
+
+use candle_core::quantized::gguf_file;
 
 use llama_stack_core::{Error, Result};
 use serde_json::{json, Map, Value};
@@ -62,6 +69,108 @@ fn pre_tokenizer(pre: &str) -> Option<(Value, bool)> {
     }
 }
 
+/// llama.cpp's token types (`tokenizer.ggml.token_type`).
+const TYPE_NORMAL: i32 = 1;
+const TYPE_UNKNOWN: i32 = 2;
+const TYPE_CONTROL: i32 = 3;
+const TYPE_USER_DEFINED: i32 = 4;
+const TYPE_BYTE: i32 = 6;
+
+/// The type of token `id` (normal when the metadata has none).
+fn token_type(types: Option<&Vec<gguf_file::Value>>, id: usize) -> i32 {
+    types
+        .and_then(|ts| ts.get(id))
+        .and_then(|v| {
+            v.to_i32()
+                .ok()
+                .or_else(|| v.to_u32().ok().map(|u| u as i32))
+        })
+        .unwrap_or(TYPE_NORMAL)
+}
+
+/// The `tokenizer.json` of a SentencePiece (`"llama"`) GGUF vocabulary.
+fn spm_spec(gguf: &GgufInfo) -> Result<Value> {
+    let tokens = gguf
+        .array("tokenizer.ggml.tokens")
+        .ok_or_else(|| tok_err("metadata 'tokenizer.ggml.tokens' is missing"))?;
+    let scores = gguf.array("tokenizer.ggml.scores").ok_or_else(|| {
+        tok_err("metadata 'tokenizer.ggml.scores' (SentencePiece vocabulary) is missing")
+    })?;
+    if scores.len() != tokens.len() {
+        return Err(tok_err(format!(
+            "metadata 'tokenizer.ggml.scores' has {} entries for {} tokens",
+            scores.len(),
+            tokens.len()
+        )));
+    }
+    let types = gguf.array("tokenizer.ggml.token_type");
+    let texts = tokens
+        .iter()
+        .map(|t| t.to_string().cloned().map_err(tok_err))
+        .collect::<Result<Vec<String>>>()?;
+    let mut ids: HashMap<&str, usize> = HashMap::with_capacity(texts.len());
+    let mut vocab = Map::new();
+    let mut added = Vec::new();
+    for (id, text) in texts.iter().enumerate() {
+        ids.entry(text.as_str()).or_insert(id);
+        vocab.entry(text.clone()).or_insert(json!(id));
+        let ty = token_type(types, id);
+        if matches!(ty, TYPE_UNKNOWN | TYPE_CONTROL | TYPE_USER_DEFINED) {
+            added.push(json!({
+                "id": id, "content": text, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": ty != TYPE_USER_DEFINED
+            }));
+        }
+    }
+    // Every split of a piece into two pieces is a merge, ranked by the merged piece's score
+    // (highest first; llama.cpp merges the best-scoring adjacent pair that forms a piece).
+    let mut merges: Vec<(f32, usize, &str, &str)> = Vec::new();
+    for (id, text) in texts.iter().enumerate() {
+        if token_type(types, id) == TYPE_BYTE {
+            continue;
+        }
+        let score = scores[id].to_f32().map_err(tok_err)?;
+        for (cut, _) in text.char_indices().skip(1) {
+            let (l, r) = text.split_at(cut);
+            if ids.contains_key(l) && ids.contains_key(r) {
+                merges.push((score, id, l, r));
+            }
+        }
+    }
+    merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let merges: Vec<Value> = merges.iter().map(|(_, _, l, r)| json!([l, r])).collect();
+    let unk = gguf
+        .u32("tokenizer.ggml.unknown_token_id")
+        .and_then(|id| texts.get(id as usize));
+    let space = "\u{2581}";
+    let normalizer = if gguf.bool("tokenizer.ggml.add_space_prefix").unwrap_or(true) {
+        json!({"type": "Sequence", "normalizers": [
+            {"type": "Prepend", "prepend": space},
+            {"type": "Replace", "pattern": {"String": " "}, "content": space}]})
+    } else {
+        json!({"type": "Replace", "pattern": {"String": " "}, "content": space})
+    };
+    Ok(json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": normalizer,
+        "pre_tokenizer": null,
+        "post_processor": null,
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": space}, "content": " "},
+            {"type": "ByteFallback"},
+            {"type": "Fuse"}]},
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": unk,
+            "continuing_subword_prefix": null, "end_of_word_suffix": null,
+            "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+            "vocab": vocab, "merges": merges
+        }
+    }))
+}
+
 impl ModelTokenizer {
     /// Loads a `tokenizer.json`; special tokens come from the GGUF when it has them.
     pub(crate) fn from_file(path: &Path, gguf: &GgufInfo) -> Result<Self> {
@@ -74,10 +183,18 @@ impl ModelTokenizer {
     /// Builds the tokenizer from the GGUF's metadata.
     pub(crate) fn from_gguf(gguf: &GgufInfo) -> Result<Self> {
         let model = gguf.string("tokenizer.ggml.model").unwrap_or("");
-        if model != "gpt2" {
-            return Err(Error::unavailable(format!(
-                "the GGUF tokenizer model '{model}' cannot be built from metadata (only byte-level BPE, 'gpt2'); configure a tokenizer.json for this model"
-            )));
+        match model {
+            "gpt2" => {}
+            "llama" => {
+                let text = serde_json::to_string(&spm_spec(gguf)?).map_err(tok_err)?;
+                let inner: Tokenizer = text.parse().map_err(tok_err)?;
+                return Self::finish(inner, gguf);
+            }
+            _ => {
+                return Err(Error::unavailable(format!(
+                    "the GGUF tokenizer model '{model}' (metadata 'tokenizer.ggml.model') cannot be built from metadata (supported: 'gpt2' byte-level BPE, 'llama' SentencePiece); configure a tokenizer.json for this model"
+                )))
+            }
         }
         let pre = gguf.string("tokenizer.ggml.pre").unwrap_or("default");
         let Some((pre_tok, ignore_merges)) = pre_tokenizer(pre) else {

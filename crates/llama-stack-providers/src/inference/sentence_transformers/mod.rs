@@ -1,5 +1,5 @@
 //! `inline::sentence-transformers`: embeddings from BERT-family sentence-transformers models
-//! (safetensors) with candle, in-process and offline.
+//! (safetensors), in-process and offline.
 //!
 //! The model's `modules.json` decides the pipeline as in sentence-transformers: the
 //! transformer, its pooling module (`1_Pooling/config.json`: mean, CLS or max) and an
@@ -8,6 +8,15 @@
 //! `HF_HUB_OFFLINE=1`) or local directories; they load lazily on first use and stay
 //! loaded. Inputs are embedded in batches of similar length on the blocking thread pool;
 //! requests run concurrently.
+//!
+//! The encoder is our own BERT forward pass ([`bert`]) on packed, unpadded token rows with
+//! SIMD-friendly kernels ([`kernels`]); it uses `num_threads` threads per forward pass
+//! (default: `CANDLE_NUM_THREADS`, then `RAYON_NUM_THREADS`, then the number of CPUs).
+
+mod bert;
+mod kernels;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,9 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use bert::{Bert, BertConfig, Threads};
 use llama_stack_core::api::inference::*;
 use llama_stack_core::api::models::{Model, ModelType};
 use llama_stack_core::api::providers::Health;
@@ -49,6 +56,10 @@ pub struct SentenceTransformersConfig {
     /// Inputs per forward pass (default 32).
     #[serde(default = "default_batch")]
     pub max_batch_size: usize,
+    /// Threads per forward pass (default: `CANDLE_NUM_THREADS`, then `RAYON_NUM_THREADS`,
+    /// then the number of CPUs).
+    #[serde(default)]
+    pub num_threads: Option<usize>,
 }
 
 impl Default for SentenceTransformersConfig {
@@ -57,6 +68,7 @@ impl Default for SentenceTransformersConfig {
             cache_dir: None,
             offline: None,
             max_batch_size: default_batch(),
+            num_threads: None,
         }
     }
 }
@@ -76,9 +88,34 @@ pub(crate) enum Pooling {
     Max,
 }
 
+/// Threads from `CANDLE_NUM_THREADS`, then `RAYON_NUM_THREADS`, then the CPU count.
+fn threads_from_env() -> usize {
+    ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"]
+        .iter()
+        .find_map(|v| {
+            std::env::var(v)
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .filter(|&n| n > 0)
+        })
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Groups input indices into batches of at most `max_batch` inputs of similar length
+/// (sorted by length, stable for equal lengths).
+pub(crate) fn length_batches(lens: &[usize], max_batch: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lens.len()).collect();
+    order.sort_by_key(|&i| lens[i]);
+    order
+        .chunks(max_batch.max(1))
+        .map(<[usize]>::to_vec)
+        .collect()
+}
+
 /// A loaded model.
 pub(crate) struct Encoder {
-    model: BertModel,
+    model: Bert,
+    threads: Threads,
     tokenizer: Tokenizer,
     pooling: Pooling,
     normalize: bool,
@@ -115,8 +152,34 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
         .map_err(|e| Error::unavailable(format!("'{}' is not valid: {e}", path.display())))
 }
 
-fn candle_err(e: candle_core::Error) -> Error {
-    Error::internal(format!("candle: {e}"))
+/// Pools the `(tokens, h)` rows of one sequence into one vector (zeros for no tokens).
+fn pool(rows: &[f32], h: usize, pooling: Pooling) -> Vec<f32> {
+    let mut v = vec![0f32; h];
+    let mut it = rows.chunks_exact(h);
+    match pooling {
+        Pooling::Cls => {
+            if let Some(first) = it.next() {
+                v.copy_from_slice(first);
+            }
+        }
+        Pooling::Mean => {
+            let n = rows.len() / h;
+            for r in it {
+                v.iter_mut().zip(r).for_each(|(a, x)| *a += x);
+            }
+            let inv = 1.0 / n.max(1) as f32;
+            v.iter_mut().for_each(|a| *a *= inv);
+        }
+        Pooling::Max => {
+            if let Some(first) = it.next() {
+                v.copy_from_slice(first);
+                for r in it {
+                    v.iter_mut().zip(r).for_each(|(a, x)| *a = a.max(*x));
+                }
+            }
+        }
+    }
+    v
 }
 
 /// Finds the model's files, locally or through the hub cache.
@@ -150,7 +213,12 @@ impl Files<'_> {
 }
 
 impl Encoder {
-    async fn load(model_id: &str, cache_dir: Option<&Path>, offline: bool) -> Result<Self> {
+    async fn load(
+        model_id: &str,
+        cache_dir: Option<&Path>,
+        offline: bool,
+        threads: usize,
+    ) -> Result<Self> {
         let local = Path::new(model_id);
         let files = Files {
             model_id,
@@ -226,18 +294,16 @@ impl Encoder {
             let weights = std::fs::read(&weights_path).map_err(|e| {
                 Error::unavailable(format!("cannot read '{}': {e}", weights_path.display()))
             })?;
-            let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
-                .map_err(|e| {
-                    Error::unavailable(format!("cannot read '{}': {e}", weights_path.display()))
-                })?;
-            let model = BertModel::load(vb, &config).map_err(|e| {
-                Error::unavailable(format!(
-                    "'{}' is not a BERT model candle can load: {e}",
+            let model = Bert::load(&config, &weights).map_err(|e| {
+                e.with_prefix(&format!(
+                    "'{}' is not a BERT model this provider can load",
                     weights_path.display()
                 ))
             })?;
+            drop(weights);
             Ok(Encoder {
                 model,
+                threads: Threads::new(threads)?,
                 tokenizer,
                 pooling,
                 normalize,
@@ -255,66 +321,30 @@ impl Encoder {
     }
 
     /// Embeds a batch of token id lists (already truncated); returns vectors in order.
-    fn embed_ids(&self, batch: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
-        let len = batch.iter().map(Vec::len).max().unwrap_or(0).max(1);
-        let n = batch.len();
-        let mut ids = Vec::with_capacity(n * len);
-        let mut mask = Vec::with_capacity(n * len);
-        for seq in batch {
-            ids.extend(seq.iter().copied());
-            ids.extend(std::iter::repeat_n(0u32, len - seq.len()));
-            mask.extend(std::iter::repeat_n(1u32, seq.len()));
-            mask.extend(std::iter::repeat_n(0u32, len - seq.len()));
-        }
-        let dev = &Device::Cpu;
-        let ids = Tensor::from_vec(ids, (n, len), dev).map_err(candle_err)?;
-        let mask = Tensor::from_vec(mask, (n, len), dev).map_err(candle_err)?;
-        let types = ids.zeros_like().map_err(candle_err)?;
-        let out = self
-            .model
-            .forward(&ids, &types, Some(&mask))
-            .map_err(candle_err)?; // (n, len, hidden)
-        let pooled = match self.pooling {
-            Pooling::Cls => out.narrow(1, 0, 1).and_then(|t| t.squeeze(1)),
-            Pooling::Mean => {
-                let m = mask.to_dtype(DType::F32).and_then(|m| m.unsqueeze(2));
-                m.and_then(|m| {
-                    let sum = out.broadcast_mul(&m)?.sum(1)?;
-                    let count = m.sum(1)?.clamp(1e-9f32, f32::MAX)?;
-                    sum.broadcast_div(&count)
-                })
-            }
-            Pooling::Max => {
-                let m = mask.to_dtype(DType::F32).and_then(|m| m.unsqueeze(2));
-                m.and_then(|m| {
-                    // Padded positions get a large negative value before the max.
-                    let neg = ((m.ones_like()? - &m)? * -1e9f64)?;
-                    out.broadcast_add(&neg)?.max(1)
-                })
-            }
-        }
-        .map_err(candle_err)?;
-        let pooled = if self.normalize {
-            let norm = pooled
-                .sqr()
-                .and_then(|s| s.sum_keepdim(1))
-                .and_then(|s| s.sqrt())
-                .and_then(|s| s.clamp(1e-12f32, f32::MAX))
-                .map_err(candle_err)?;
-            pooled.broadcast_div(&norm).map_err(candle_err)?
-        } else {
-            pooled
-        };
-        pooled.to_vec2::<f32>().map_err(candle_err)
+    fn embed_ids(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        let (hidden, offsets) = self.model.forward(batch, &self.threads)?;
+        let h = self.model.hidden_size();
+        Ok(offsets
+            .windows(2)
+            .map(|w| {
+                let rows = &hidden[w[0] * h..w[1] * h];
+                let mut v = pool(rows, h, self.pooling);
+                if self.normalize {
+                    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                    v.iter_mut().for_each(|x| *x /= n);
+                }
+                v
+            })
+            .collect())
     }
 
-    /// Embeds `texts` in batches of at most `batch` similar-length inputs.
+    /// Embeds `inputs` in batches of at most `batch` similar-length inputs; the vectors come
+    /// back in input order.
     pub(crate) fn embed(&self, inputs: Vec<Vec<u32>>, batch: usize) -> Result<Vec<Vec<f32>>> {
-        let mut order: Vec<usize> = (0..inputs.len()).collect();
-        order.sort_by_key(|&i| inputs[i].len());
+        let lens: Vec<usize> = inputs.iter().map(Vec::len).collect();
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); inputs.len()];
-        for group in order.chunks(batch.max(1)) {
-            let seqs: Vec<Vec<u32>> = group.iter().map(|&i| inputs[i].clone()).collect();
+        for group in length_batches(&lens, batch) {
+            let seqs: Vec<&[u32]> = group.iter().map(|&i| inputs[i].as_slice()).collect();
             for (&i, v) in group.iter().zip(self.embed_ids(&seqs)?) {
                 out[i] = v;
             }
@@ -367,9 +397,14 @@ impl SentenceTransformersProvider {
         let offline = self.offline();
         let enc = cell
             .get_or_try_init(|| async {
-                Encoder::load(model_id, self.config.cache_dir.as_deref(), offline)
-                    .await
-                    .map(Arc::new)
+                Encoder::load(
+                    model_id,
+                    self.config.cache_dir.as_deref(),
+                    offline,
+                    self.config.num_threads.unwrap_or_else(threads_from_env),
+                )
+                .await
+                .map(Arc::new)
             })
             .await?;
         Ok(enc.clone())
@@ -548,9 +583,15 @@ pub fn spec() -> ProviderSpec {
     ProviderSpec::new::<SentenceTransformersConfig>(
         Api::Inference,
         PROVIDER_TYPE,
-        "Local sentence-transformers embeddings (BERT family, safetensors) with candle",
+        "Local sentence-transformers embeddings (BERT family, safetensors), in-process",
         FnFactory(|ctx: ProviderContext| async move {
             let config: SentenceTransformersConfig = ctx.parse_config()?;
+            if config.num_threads == Some(0) {
+                return Err(Error::config(format!(
+                    "{}.num_threads: must be at least 1",
+                    ctx.config_path
+                )));
+            }
             if config.max_batch_size == 0 {
                 return Err(Error::config(format!(
                     "{}.max_batch_size: must be at least 1",

@@ -1,17 +1,18 @@
 //! Inference routes: chat completions, completions (JSON or SSE), embeddings, rerank.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Json;
 use llama_stack_core::api::inference::{
-    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest,
-    EmbeddingsRequest, EmbeddingsResponse, RerankRequest, RerankResponse,
+    ChatCompletion, ChatCompletionChunk, ChatCompletionList, ChatCompletionRequest, Completion,
+    CompletionRequest, EmbeddingsRequest, EmbeddingsResponse, ListChatCompletionsRequest,
+    RerankRequest, RerankResponse, StoredChatCompletion,
 };
 
 use super::{AppState, RouteDef};
 use crate::server::error::ApiError;
-use crate::server::extract::{Ctx, JsonBody};
+use crate::server::extract::{Ctx, JsonBody, QueryArgs};
 use crate::server::sse::sse_response;
 
 pub(super) fn routes() -> Vec<RouteDef> {
@@ -27,6 +28,25 @@ pub(super) fn routes() -> Vec<RouteDef> {
         .body::<ChatCompletionRequest>()
         .returns::<ChatCompletion>()
         .streams::<ChatCompletionChunk>(),
+        RouteDef::new(
+            "GET",
+            "/v1/chat/completions",
+            "list_chat_completions",
+            "Inference",
+            "List the stored chat completions the caller may read",
+            get(list_chat_completions),
+        )
+        .query::<ListChatCompletionsRequest>()
+        .returns::<ChatCompletionList>(),
+        RouteDef::new(
+            "GET",
+            "/v1/chat/completions/{completion_id}",
+            "get_chat_completion",
+            "Inference",
+            "Get a stored chat completion with its input messages",
+            get(get_chat_completion),
+        )
+        .returns::<StoredChatCompletion>(),
         RouteDef::new(
             "POST",
             "/v1/completions",
@@ -75,6 +95,28 @@ async fn chat_completion(
         drop(guard);
         Ok(Json(out).into_response())
     }
+}
+
+async fn list_chat_completions(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    QueryArgs(req): QueryArgs<ListChatCompletionsRequest>,
+) -> Result<Json<ChatCompletionList>, ApiError> {
+    Ok(Json(
+        s.inference.list_chat_completions(&ctx.ctx, req).await?,
+    ))
+}
+
+async fn get_chat_completion(
+    State(s): State<AppState>,
+    ctx: Ctx,
+    Path(completion_id): Path<String>,
+) -> Result<Json<StoredChatCompletion>, ApiError> {
+    Ok(Json(
+        s.inference
+            .get_chat_completion(&ctx.ctx, &completion_id)
+            .await?,
+    ))
 }
 
 async fn completion(

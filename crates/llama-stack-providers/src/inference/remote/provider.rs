@@ -1,0 +1,545 @@
+//! [`OpenAiCompatProvider`]: the Inference API against any OpenAI-compatible service,
+//! shaped by the service's [`ServiceProfile`].
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use llama_stack_core::api::inference::{
+    ChatCompletion, ChatCompletionRequest, ChatCompletionStream, Completion, CompletionRequest,
+    CompletionStream, EmbeddingsRequest, EmbeddingsResponse, Inference,
+};
+use llama_stack_core::api::models::{Model, ModelType};
+use llama_stack_core::api::providers::Health;
+use llama_stack_core::provider::{InferenceCaps, InferenceProvider};
+use llama_stack_core::{Error, RequestContext, Result};
+use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use super::config::OpenAiCompatConfig;
+use super::services::ServiceProfile;
+use super::stream::sse_json;
+use super::upstream::Upstream;
+
+/// Headers a passthrough provider never forwards, whatever `forward_headers` says.
+const BLOCKED_HEADERS: &[&str] = &[
+    "host",
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "cookie",
+    "set-cookie",
+    "x-llamastack-provider-data",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-real-ip",
+];
+
+/// An inference provider for one OpenAI-compatible service.
+pub struct OpenAiCompatProvider {
+    profile: &'static ServiceProfile,
+    provider_id: String,
+    config: OpenAiCompatConfig,
+    base_url: Option<String>,
+    forward: Vec<(String, HeaderName)>,
+    upstream: Upstream,
+}
+
+impl std::fmt::Debug for OpenAiCompatProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiCompatProvider")
+            .field("provider_type", &self.profile.provider_type)
+            .field("provider_id", &self.provider_id)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn join_base(base: &str, suffix: &str) -> String {
+    format!("{}{suffix}", base.trim_end_matches('/'))
+}
+
+impl OpenAiCompatProvider {
+    /// A provider for `profile` with a parsed `config`; `path` is the config's place in the
+    /// run config (for error messages).
+    pub fn new(
+        profile: &'static ServiceProfile,
+        provider_id: &str,
+        config: OpenAiCompatConfig,
+        path: &str,
+    ) -> Result<Self> {
+        let upstream = Upstream::new(provider_id, &config, path)?;
+        let mut forward = Vec::new();
+        if profile.forwards_headers {
+            let blocked: BTreeSet<String> = BLOCKED_HEADERS
+                .iter()
+                .map(|h| h.to_string())
+                .chain(
+                    config
+                        .extra_blocked_headers
+                        .iter()
+                        .map(|h| h.to_ascii_lowercase()),
+                )
+                .collect();
+            for (key, header) in config.forward_headers.iter().flatten() {
+                let lower = header.to_ascii_lowercase();
+                if blocked.contains(&lower) {
+                    return Err(Error::config(format!(
+                        "{path}.forward_headers.{key}: header '{header}' may not be forwarded"
+                    )));
+                }
+                let name = HeaderName::from_bytes(lower.as_bytes()).map_err(|_| {
+                    Error::config(format!(
+                        "{path}.forward_headers.{key}: '{header}' is not a valid header name"
+                    ))
+                })?;
+                forward.push((key.clone(), name));
+            }
+        }
+        let base_url = config
+            .base_url
+            .as_deref()
+            .map(|b| join_base(b, profile.path_suffix));
+        Ok(OpenAiCompatProvider {
+            profile,
+            provider_id: provider_id.to_string(),
+            config,
+            base_url,
+            forward,
+            upstream,
+        })
+    }
+
+    /// The service profile.
+    pub fn profile(&self) -> &'static ServiceProfile {
+        self.profile
+    }
+
+    /// The base URL calls go to (without provider-data overrides).
+    pub fn base_url(&self) -> Option<&str> {
+        self.base_url.as_deref()
+    }
+
+    fn base(&self, ctx: Option<&RequestContext>) -> Result<String> {
+        let from_pd = self
+            .profile
+            .provider_data_url_key
+            .and_then(|k| ctx?.provider_data()?.get_str(k).map(|u| (k, u)));
+        if let Some((_, url)) = from_pd {
+            return Ok(join_base(url, self.profile.path_suffix));
+        }
+        self.base_url.clone().ok_or_else(|| {
+            Error::invalid_request(format!(
+                "provider '{}' has no base_url: set `base_url` in its config{}",
+                self.provider_id,
+                self.profile
+                    .provider_data_url_key
+                    .map(|k| format!(" or pass `{k}` in the X-LlamaStack-Provider-Data header"))
+                    .unwrap_or_default()
+            ))
+        })
+    }
+
+    /// The key for this call: provider data, then config, then the service default.
+    fn api_key(&self, ctx: Option<&RequestContext>) -> Result<Option<String>> {
+        if let Some(k) = self
+            .profile
+            .provider_data_key
+            .and_then(|k| ctx?.provider_data()?.get_str(k))
+        {
+            return Ok(Some(k.to_string()));
+        }
+        if self.profile.key_field.is_none() {
+            return Ok(None);
+        }
+        if let Some(k) = &self.config.api_key {
+            return Ok(Some(k.expose_secret().to_string()));
+        }
+        if let Some(k) = self.profile.default_key {
+            return Ok(Some(k.to_string()));
+        }
+        if !self.profile.key_required {
+            return Ok(None);
+        }
+        let field = self.profile.key_field.unwrap_or("api_key");
+        let env = self
+            .profile
+            .key_env
+            .map(|e| format!(" (e.g. `{field}: ${{env.{e}}}`)"))
+            .unwrap_or_default();
+        let pd = self
+            .profile
+            .provider_data_key
+            .map(|k| format!(", e.g. x-llamastack-provider-data: {{\"{k}\": \"<API_KEY>\"}}"))
+            .unwrap_or_default();
+        Err(Error::invalid_request(format!(
+            "API key not provided. Please provide a valid API key in the provider data header{pd}, or set `{field}` in the config of provider '{}'{env}.",
+            self.provider_id
+        ))
+        .with_provider(&self.provider_id)
+        .with_context("param", field))
+    }
+
+    fn check_model(&self, model: &str) -> Result<()> {
+        match &self.config.allowed_models {
+            Some(allowed) if !allowed.iter().any(|m| m == model) => Err(Error::invalid_param(
+                "model",
+                format!("'{model}'"),
+                &format!(
+                    "Provider '{}' only serves its allowed_models: [{}]",
+                    self.provider_id,
+                    allowed.join(", ")
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn body<T: Serialize>(&self, req: &T, stream: bool) -> Result<Value> {
+        let mut body = serde_json::to_value(req)
+            .map_err(|e| Error::internal(format!("cannot serialize the request: {e}")))?;
+        if let Value::Object(map) = &mut body {
+            if stream {
+                map.insert("stream".into(), Value::Bool(true));
+            } else {
+                map.remove("stream");
+                map.remove("stream_options");
+            }
+            for field in self.profile.body_fields {
+                if let Some(v) = self.config.fields.get(*field).filter(|v| !v.is_null()) {
+                    map.entry(field.to_string()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+        Ok(body)
+    }
+
+    async fn send(
+        &self,
+        ctx: Option<&RequestContext>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response> {
+        let url = format!("{}{path}", self.base(ctx)?);
+        let key = self.api_key(ctx)?;
+        let query: Vec<(&str, String)> = self
+            .profile
+            .query_fields
+            .iter()
+            .filter_map(|(field, param)| Some((*param, self.config.field_str(field)?.to_string())))
+            .collect();
+        let mut forwarded = Vec::new();
+        if let Some(pd) = ctx.and_then(RequestContext::provider_data) {
+            for (pd_key, header) in &self.forward {
+                if let Some(v) = pd.get_str(pd_key) {
+                    if let Ok(v) = HeaderValue::from_str(v) {
+                        forwarded.push((header.clone(), v));
+                    }
+                }
+            }
+        }
+        let auth = match key {
+            Some(k) => Some(HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| {
+                Error::invalid_request(format!(
+                    "the API key of provider '{}' is not a valid header value",
+                    self.provider_id
+                ))
+            })?),
+            None => None,
+        };
+        let client = self.upstream.client();
+        self.upstream
+            .send(|| {
+                let mut rb = client.request(method.clone(), &url);
+                if !query.is_empty() {
+                    rb = rb.query(&query);
+                }
+                for (name, value) in &forwarded {
+                    rb = rb.header(name.clone(), value.clone());
+                }
+                // A configured key wins over a forwarded Authorization header.
+                if let Some(auth) = &auth {
+                    rb = rb.header(AUTHORIZATION, auth.clone());
+                }
+                if let Some(body) = body {
+                    rb = rb.json(body);
+                }
+                rb
+            })
+            .await
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        resp: reqwest::Response,
+        fixup: fn(&mut Value),
+    ) -> Result<T> {
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.upstream.transport_error(&e))?;
+        let mut value: Value = serde_json::from_slice(&bytes).map_err(|e| self.malformed(e))?;
+        fixup(&mut value);
+        serde_json::from_value(value).map_err(|e| self.malformed(e))
+    }
+
+    fn malformed(&self, e: serde_json::Error) -> Error {
+        Error::upstream(
+            &self.provider_id,
+            502,
+            format!(
+                "provider '{}': malformed response from the upstream: {e}",
+                self.provider_id
+            ),
+        )
+    }
+}
+
+fn fill(value: &mut Value, defaults: &[(&str, Value)]) {
+    if let Value::Object(map) = value {
+        for (k, v) in defaults {
+            if map.get(*k).is_none_or(Value::is_null) {
+                map.insert((*k).to_string(), v.clone());
+            }
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn fix_chat(v: &mut Value) {
+    fill(
+        v,
+        &[
+            ("object", json!("chat.completion")),
+            ("created", json!(now())),
+            ("id", json!("")),
+        ],
+    );
+}
+
+fn fix_chunk(v: &mut Value) {
+    fill(
+        v,
+        &[
+            ("object", json!("chat.completion.chunk")),
+            ("created", json!(now())),
+            ("id", json!("")),
+            ("model", json!("")),
+            ("choices", json!([])),
+        ],
+    );
+    if let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) {
+        for c in choices {
+            fill(c, &[("delta", json!({}))]);
+        }
+    }
+}
+
+fn fix_completion(v: &mut Value) {
+    fill(
+        v,
+        &[
+            ("object", json!("text_completion")),
+            ("created", json!(now())),
+            ("id", json!("")),
+            ("model", json!("")),
+            ("choices", json!([])),
+        ],
+    );
+}
+
+fn fix_embeddings(v: &mut Value) {
+    fill(
+        v,
+        &[
+            ("object", json!("list")),
+            ("model", json!("")),
+            ("usage", json!({"prompt_tokens": 0, "total_tokens": 0})),
+        ],
+    );
+    if let Some(data) = v.get_mut("data").and_then(Value::as_array_mut) {
+        for (i, d) in data.iter_mut().enumerate() {
+            fill(d, &[("object", json!("embedding")), ("index", json!(i))]);
+        }
+    }
+}
+
+#[async_trait]
+impl Inference for OpenAiCompatProvider {
+    async fn chat_completion(
+        &self,
+        ctx: &RequestContext,
+        req: ChatCompletionRequest,
+    ) -> Result<ChatCompletion> {
+        self.check_model(&req.model)?;
+        let body = self.body(&req, false)?;
+        let resp = self
+            .send(
+                Some(ctx),
+                reqwest::Method::POST,
+                "/chat/completions",
+                Some(&body),
+            )
+            .await?;
+        self.json(resp, fix_chat).await
+    }
+
+    async fn chat_completion_stream(
+        &self,
+        ctx: &RequestContext,
+        req: ChatCompletionRequest,
+    ) -> Result<ChatCompletionStream> {
+        self.check_model(&req.model)?;
+        let body = self.body(&req, true)?;
+        let resp = self
+            .send(
+                Some(ctx),
+                reqwest::Method::POST,
+                "/chat/completions",
+                Some(&body),
+            )
+            .await?;
+        Ok(sse_json(resp, &self.upstream, fix_chunk))
+    }
+
+    async fn completion(&self, ctx: &RequestContext, req: CompletionRequest) -> Result<Completion> {
+        self.check_model(&req.model)?;
+        let body = self.body(&req, false)?;
+        let resp = self
+            .send(
+                Some(ctx),
+                reqwest::Method::POST,
+                "/completions",
+                Some(&body),
+            )
+            .await?;
+        self.json(resp, fix_completion).await
+    }
+
+    async fn completion_stream(
+        &self,
+        ctx: &RequestContext,
+        req: CompletionRequest,
+    ) -> Result<CompletionStream> {
+        self.check_model(&req.model)?;
+        let body = self.body(&req, true)?;
+        let resp = self
+            .send(
+                Some(ctx),
+                reqwest::Method::POST,
+                "/completions",
+                Some(&body),
+            )
+            .await?;
+        Ok(sse_json(resp, &self.upstream, fix_completion))
+    }
+
+    async fn embeddings(
+        &self,
+        ctx: &RequestContext,
+        req: EmbeddingsRequest,
+    ) -> Result<EmbeddingsResponse> {
+        self.check_model(&req.model)?;
+        let body = self.body(&req, false)?;
+        let resp = self
+            .send(Some(ctx), reqwest::Method::POST, "/embeddings", Some(&body))
+            .await?;
+        self.json(resp, fix_embeddings).await
+    }
+}
+
+#[async_trait]
+impl InferenceProvider for OpenAiCompatProvider {
+    fn capabilities(&self) -> InferenceCaps {
+        self.profile.caps
+    }
+
+    async fn list_models(&self) -> Result<Option<Vec<Model>>> {
+        if !self.profile.lists_models || self.base_url.is_none() {
+            return Ok(None);
+        }
+        // Listing uses the configured key only; without one it is skipped silently.
+        if self.api_key(None).is_err() {
+            return Ok(None);
+        }
+        let resp = self
+            .send(None, reqwest::Method::GET, "/models", None)
+            .await?;
+        let listing: Value = self.json(resp, |_| {}).await?;
+        let ids = listing
+            .get("data")
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                Error::upstream(
+                    &self.provider_id,
+                    502,
+                    format!(
+                        "provider '{}': the upstream's model list has no `data` array",
+                        self.provider_id
+                    ),
+                )
+            })?
+            .iter()
+            .filter_map(|m| m.get("id")?.as_str().map(str::to_string));
+        let mut models = Vec::new();
+        for id in ids {
+            if let Some(allowed) = &self.config.allowed_models {
+                if !allowed.contains(&id) {
+                    continue;
+                }
+            }
+            let embedding = self
+                .profile
+                .embedding_models
+                .iter()
+                .find(|(m, _)| *m == id)
+                .map(|(_, dim)| *dim);
+            let mut model = Model::new(
+                &self.provider_id,
+                &id,
+                if embedding.is_some() {
+                    ModelType::Embedding
+                } else {
+                    ModelType::Llm
+                },
+            );
+            if let Some(dim) = embedding {
+                model.metadata = Map::from_iter([("embedding_dimension".to_string(), json!(dim))]);
+            }
+            models.push(model);
+        }
+        Ok(Some(models))
+    }
+
+    fn refresh_models(&self) -> bool {
+        self.config.refresh_models
+    }
+
+    async fn register_model(&self, model: &Model) -> Result<Model> {
+        self.check_model(&model.provider_resource_id)?;
+        Ok(model.clone())
+    }
+
+    async fn health(&self) -> Health {
+        match self.list_models().await {
+            Ok(_) => Health::ok(),
+            Err(e) => Health::error(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Server-sent events from an upstream into typed chunks. The stream ends at `[DONE]` or
+//! at the end of the body; a malformed event, an upstream `error` event, a stall longer than
+//! the read timeout or a broken connection ends it with one typed error. Dropping the stream
+//! drops the upstream response (and its connection).
+
+use std::sync::Arc;
+
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures::stream::{BoxStream, StreamExt};
+use llama_stack_core::{Error, Result};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::circuit::CircuitBreaker;
+use super::upstream::{error_message, Upstream};
+
+/// Decodes `resp`'s SSE body into `T`s; `fixup` fills fields some servers omit.
+pub(crate) fn sse_json<T: DeserializeOwned + Send + 'static>(
+    resp: reqwest::Response,
+    upstream: &Upstream,
+    fixup: fn(&mut Value),
+) -> BoxStream<'static, Result<T>> {
+    let events = resp.bytes_stream().eventsource();
+    let upstream = upstream.clone();
+    let breaker: Arc<CircuitBreaker> = upstream.breaker().clone();
+    futures::stream::unfold(
+        (events, false),
+        move |(mut events, done)| {
+            let upstream = upstream.clone();
+            let breaker = breaker.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    match events.next().await? {
+                        Ok(event) => {
+                            let data = event.data.trim();
+                            if data == "[DONE]" {
+                                return None;
+                            }
+                            if data.is_empty() {
+                                continue;
+                            }
+                            let item = decode::<T>(data, &upstream, fixup);
+                            let failed = item.is_err();
+                            return Some((item, (events, failed)));
+                        }
+                        Err(EventStreamError::Transport(e)) => {
+                            breaker.record_failure();
+                            let err = if e.is_timeout() {
+                                Error::new(
+                                    llama_stack_core::ErrorKind::Timeout,
+                                    format!(
+                                        "provider '{}': the upstream stream stalled (no event within network.timeout): {e}",
+                                        provider(&upstream)
+                                    ),
+                                )
+                                .with_provider(provider(&upstream))
+                            } else {
+                                upstream
+                                    .transport_error(&e)
+                                    .with_prefix("the upstream stream broke off")
+                            };
+                            return Some((Err(err), (events, true)));
+                        }
+                        Err(e) => {
+                            let err = malformed(&upstream, &e.to_string());
+                            return Some((Err(err), (events, true)));
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .boxed()
+}
+
+fn provider(upstream: &Upstream) -> String {
+    upstream.provider_id().to_string()
+}
+
+fn malformed(upstream: &Upstream, detail: &str) -> Error {
+    Error::upstream(
+        upstream.provider_id(),
+        502,
+        format!(
+            "provider '{}': malformed event in the upstream stream: {detail}",
+            upstream.provider_id()
+        ),
+    )
+}
+
+fn decode<T: DeserializeOwned>(
+    data: &str,
+    upstream: &Upstream,
+    fixup: fn(&mut Value),
+) -> Result<T> {
+    let mut value: Value =
+        serde_json::from_str(data).map_err(|e| malformed(upstream, &format!("{e}")))?;
+    if let Some(err) = value.get("error").filter(|e| !e.is_null()) {
+        let status = err
+            .get("code")
+            .and_then(|c| c.as_u64().or_else(|| c.as_str()?.parse().ok()))
+            .filter(|c| (400..600).contains(c))
+            .unwrap_or(502) as u16;
+        let message = error_message(&value.to_string());
+        let _ = err;
+        return Err(Error::upstream(
+            upstream.provider_id(),
+            status,
+            format!(
+                "provider '{}': upstream error in stream: {message}",
+                upstream.provider_id()
+            ),
+        ));
+    }
+    fixup(&mut value);
+    serde_json::from_value(value).map_err(|e| malformed(upstream, &format!("{e}")))
+}
