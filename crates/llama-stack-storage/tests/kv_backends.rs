@@ -50,24 +50,12 @@ mod services;
 #[cfg(feature = "kv-postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kv_postgres_conforms() {
-    use llama_stack_storage::config::{KvPostgresConfig, Port};
-
     if !selected("kv_postgres") || !services::postgres_available("kv_postgres_conforms") {
         return;
     }
     // A fresh table per run, dropped afterwards.
     let table = format!("kv_conformance_{}", services::unique_suffix());
-    let cfg = KvPostgresConfig {
-        host: services::HOST.into(),
-        port: Port(services::PG_PORT),
-        db: services::PG_DB.into(),
-        user: services::PG_USER.into(),
-        password: None,
-        ssl_mode: None,
-        ca_cert_path: None,
-        table_name: table.clone(),
-        namespace: None,
-    };
+    let cfg = postgres_kv_config(&table);
     let store = llama_stack_storage::kv::PostgresKvStore::open(&cfg)
         .await
         .unwrap();
@@ -79,24 +67,13 @@ async fn kv_postgres_conforms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_postgres_sweeps_expired_rows() {
     use llama_stack_core::storage::KvStore;
-    use llama_stack_storage::config::{KvPostgresConfig, Port};
 
     if !selected("kv_postgres") || !services::postgres_available("kv_postgres_sweeps_expired_rows")
     {
         return;
     }
     let table = format!("kv_sweep_{}", services::unique_suffix());
-    let cfg = KvPostgresConfig {
-        host: services::HOST.into(),
-        port: Port(services::PG_PORT),
-        db: services::PG_DB.into(),
-        user: services::PG_USER.into(),
-        password: None,
-        ssl_mode: None,
-        ca_cert_path: None,
-        table_name: table.clone(),
-        namespace: None,
-    };
+    let cfg = postgres_kv_config(&table);
     let store = llama_stack_storage::kv::PostgresKvStore::open(&cfg)
         .await
         .unwrap();
@@ -120,9 +97,25 @@ async fn kv_postgres_sweeps_expired_rows() {
     drop_postgres_table(&table).await;
 }
 
-/// Rows in `table`, counted with a raw client.
+/// `kv_postgres` on the shared test database, in `table`.
 #[cfg(feature = "kv-postgres")]
-async fn raw_count(table: &str) -> i64 {
+fn postgres_kv_config(table: &str) -> llama_stack_storage::config::KvPostgresConfig {
+    llama_stack_storage::config::KvPostgresConfig {
+        host: services::HOST.into(),
+        port: llama_stack_storage::config::Port(services::PG_PORT),
+        db: services::PG_DB.into(),
+        user: services::PG_USER.into(),
+        password: None,
+        ssl_mode: None,
+        ca_cert_path: None,
+        table_name: table.to_string(),
+        namespace: None,
+    }
+}
+
+/// A raw client on the shared test database and its connection task.
+#[cfg(feature = "kv-postgres")]
+async fn raw_postgres() -> (tokio_postgres::Client, tokio::task::JoinHandle<()>) {
     let (client, conn) = tokio_postgres::connect(
         &format!(
             "host={} port={} dbname={} user={}",
@@ -135,7 +128,16 @@ async fn raw_count(table: &str) -> i64 {
     )
     .await
     .unwrap();
-    let task = tokio::spawn(conn);
+    let task = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (client, task)
+}
+
+/// Rows in `table`, counted with a raw client.
+#[cfg(feature = "kv-postgres")]
+async fn raw_count(table: &str) -> i64 {
+    let (client, task) = raw_postgres().await;
     let n: i64 = client
         .query_one(&format!("SELECT count(*) FROM \"{table}\""), &[])
         .await
@@ -149,19 +151,7 @@ async fn raw_count(table: &str) -> i64 {
 /// Drops `table` from the shared test database.
 #[cfg(feature = "kv-postgres")]
 async fn drop_postgres_table(table: &str) {
-    let (client, conn) = tokio_postgres::connect(
-        &format!(
-            "host={} port={} dbname={} user={}",
-            services::HOST,
-            services::PG_PORT,
-            services::PG_DB,
-            services::PG_USER
-        ),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
-    let task = tokio::spawn(conn);
+    let (client, task) = raw_postgres().await;
     client
         .batch_execute(&format!("DROP TABLE IF EXISTS \"{table}\""))
         .await

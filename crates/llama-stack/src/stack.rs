@@ -23,7 +23,7 @@ use llama_stack_core::provider::{ProviderRegistry, ProviderSpec, StorageResolver
 use llama_stack_core::resolver::{self, ProviderConfigEntry, Resolved};
 use llama_stack_core::router::{InferenceRouter, InspectService, ModelsRouter, ProvidersService};
 use llama_stack_core::{Error, RequestContext, Result, User};
-use llama_stack_storage::inference_store::{InferenceStoreOptions, SqlInferenceStore};
+use llama_stack_storage::inference_store::SqlInferenceStore;
 use tokio::task::JoinSet;
 
 use crate::config::{env::process_env, StackConfig};
@@ -185,12 +185,7 @@ impl StackBuilder {
         if let Some(r) = &config.storage.stores.inference {
             let prefixed = |e: Error| e.with_prefix("storage.stores.inference");
             let sql = storage.sql_store(&r.backend).await.map_err(prefixed)?;
-            let options = InferenceStoreOptions {
-                table: r.table_name.clone(),
-                max_write_queue_size: r.max_write_queue_size,
-                num_writers: r.num_writers,
-            };
-            let store = SqlInferenceStore::open(sql, (*policy).clone(), options)
+            let store = SqlInferenceStore::open(sql, (*policy).clone(), r)
                 .await
                 .map_err(prefixed)?;
             inference.set_store(Arc::new(store))?;

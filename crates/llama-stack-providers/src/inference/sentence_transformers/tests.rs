@@ -18,25 +18,7 @@ const REFERENCE: &str = include_str!("../../../../../tests/data/minilm-reference
 const MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
 fn cache_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("HF_HUB_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/hub")
-        });
-    if dir
-        .join("models--sentence-transformers--all-MiniLM-L6-v2")
-        .is_dir()
-    {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!(
-            "the test models are missing from {} (CI must have them)",
-            dir.display()
-        );
-    }
-    eprintln!("skip: test models not found in {}", dir.display());
-    None
+    crate::hub::test_models::cache_with(MODEL)
 }
 
 async fn encoder(threads: usize) -> Option<Encoder> {
