@@ -26,7 +26,7 @@ MODEL="$(ls -d "$HF_HUB_CACHE"/models--sentence-transformers--all-MiniLM-L6-v2/s
 OUT=target/embeddings_side_by_side
 mkdir -p "$OUT"
 rm -f "$OUT"/*.txt
-cargo bench -q --profile "$PROFILE" --bench embeddings --no-run
+cargo bench -q --all-features --profile "$PROFILE" --bench embeddings --no-run
 for threads in 1 2; do
   for rep in $(seq 1 "$REPEATS"); do
     echo "== sentence-transformers, $threads thread(s), run $rep"
@@ -34,7 +34,7 @@ for threads in 1 2; do
       "$VENV/bin/python" benches/embeddings_side_by_side.py "$MODEL" "$threads" \
       | tee -a "$OUT/st_$threads.txt"
     echo "== llama-stack-rs inline::sentence-transformers, $threads thread(s), run $rep"
-    CANDLE_NUM_THREADS="$threads" cargo bench -q --profile "$PROFILE" --bench embeddings \
+    CANDLE_NUM_THREADS="$threads" cargo bench -q --all-features --profile "$PROFILE" --bench embeddings \
       | tee -a "$OUT/rs_$threads.txt"
   done
 done

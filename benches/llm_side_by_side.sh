@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# SmolLM2-135M Q4_1 on llama.cpp (llama-cpp-python 0.3.36 built for this CPU with
-# -DGGML_NATIVE=ON) and on our inline::candle provider: same file, same thread count, same
+# SmolLM2-135M Q4_1 on llama.cpp (llama-cpp-python 0.3.36 built for this CPU's SIMD
+# features) and on our inline::candle provider: same file, same thread count, same
 # workload, in one run; prints both and the ratios candle / llama.cpp.
 #
 # For each thread count (default "1 2") both peers run the same workload; the primary
@@ -8,35 +8,25 @@
 # wall-clock run at 2 threads.
 #
 # Usage: benches/llm_side_by_side.sh [THREADS...]   (needs python3 and the models)
-# llama-cpp-python: the venv in $VENV (default ~/.cache/llama-stack-rs/peers-venv); if it
-# lacks llama_cpp, the wheel from $WHEELS (default ~/.cache/llama-stack-rs/wheels) is
-# installed into it, else (last resort) it is compiled from PyPI (~5 min of CPU).
+# llama-cpp-python: installed into $VENV (default ~/.cache/llama-stack-rs/peers-venv) by
+# tests/python/llama_cpp_install.sh, from a wheel compiled once for this CPU and cached.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=("${@:-1 2}")
 read -r -a THREADS <<<"${THREADS[*]}"
 export HF_HUB_CACHE="${HF_HUB_CACHE:-$(cd .. && pwd)/shared/models/hub}"
 export HF_HUB_OFFLINE=1
-VENV="${VENV:-$HOME/.cache/llama-stack-rs/peers-venv}"
-WHEELS="${WHEELS:-$HOME/.cache/llama-stack-rs/wheels}"
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-if ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
-  if ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-    "$VENV/bin/pip" install -q "$WHEELS"/llama_cpp_python-*.whl numpy
-  else
-    CMAKE_ARGS="-DGGML_NATIVE=ON" "$VENV/bin/pip" install -q "llama-cpp-python==0.3.36" numpy
-  fi
-fi
+VENV=$(tests/python/llama_cpp_install.sh "${VENV:-$HOME/.cache/llama-stack-rs/peers-venv}" | tail -n1)
 GGUF="$(ls "$HF_HUB_CACHE"/models--QuantFactory--SmolLM2-135M-Instruct-GGUF/snapshots/*/SmolLM2-135M-Instruct.Q4_1.gguf | head -n1)"
 mkdir -p target
 # Build first so that compiling does not overlap the measurements.
-cargo bench -q --bench local_inference --no-run
+cargo bench -q --all-features --bench local_inference --no-run
 for t in "${THREADS[@]}"; do
   echo "== llama.cpp ($t threads)"
   OMP_NUM_THREADS="$t" "$VENV/bin/python" benches/llm_side_by_side.py "$GGUF" "$t" \
     | tee "target/side_by_side_llamacpp_$t.txt"
   echo "== llama-stack-rs inline::candle ($t threads)"
-  CANDLE_NUM_THREADS="$t" RAYON_NUM_THREADS="$t" cargo bench -q --bench local_inference \
+  CANDLE_NUM_THREADS="$t" RAYON_NUM_THREADS="$t" cargo bench -q --all-features --bench local_inference \
     | grep '^llm_' | tee "target/side_by_side_candle_$t.txt"
 done
 echo "== candle / llama.cpp"

@@ -14,7 +14,7 @@ for c in 1 32; do
     peer["$test c=$c"]="$rps"
   done < <(redis-benchmark -h 127.0.0.1 -p 6379 -t set,get -n "$ops" -c "$c" --csv | tail -n +2)
 done
-out="$(LLAMA_STACK_BENCH_OPS="$ops" cargo bench --quiet --bench storage --features postgres-redis 2>/dev/null)"
+out="$(LLAMA_STACK_BENCH_OPS="$ops" cargo bench --quiet --all-features --bench storage 2>/dev/null)"
 echo "$out"
 echo
 echo "kv_redis vs redis-benchmark (ops/s, ratio = redis-benchmark ÷ ours):"

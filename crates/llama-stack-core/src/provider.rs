@@ -51,6 +51,10 @@ impl InferenceCaps {
     }
 }
 
+/// How often providers with `refresh_models: true` list their models again, unless they
+/// are configured with another interval.
+pub const DEFAULT_MODEL_REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// An inference provider: the Inference API plus model management hooks.
 #[async_trait]
 pub trait InferenceProvider: Inference {
@@ -65,6 +69,12 @@ pub trait InferenceProvider: Inference {
     /// Whether listed models should be refreshed periodically (`refresh_models`).
     fn refresh_models(&self) -> bool {
         false
+    }
+
+    /// How often listed models are refreshed when [`Self::refresh_models`] is true
+    /// (Llama Stack's fixed 300 s unless the provider is configured otherwise).
+    fn refresh_interval(&self) -> std::time::Duration {
+        DEFAULT_MODEL_REFRESH_INTERVAL
     }
 
     /// Called before a model is registered for this provider; may load or validate it.

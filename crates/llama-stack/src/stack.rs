@@ -30,8 +30,10 @@ use crate::config::{env::process_env, StackConfig};
 use crate::distribution::distribution_yaml;
 use crate::storage::StorageManager;
 
-/// How often providers with `refresh_models: true` are listed again.
-pub const MODEL_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
+/// How often providers with `refresh_models: true` are listed again, unless a provider is
+/// configured with its own `refresh_interval_seconds`.
+pub const MODEL_REFRESH_INTERVAL: Duration =
+    llama_stack_core::provider::DEFAULT_MODEL_REFRESH_INTERVAL;
 
 enum ConfigSource {
     Config(Box<StackConfig>),
@@ -215,18 +217,18 @@ impl StackBuilder {
         }
 
         let mut tasks = JoinSet::new();
-        let refreshing = models.refreshing_providers();
-        if !refreshing.is_empty() {
+        // One refresh loop per provider, each on its own interval (a slow listing does not
+        // delay the others).
+        for (id, interval) in models.refreshing_providers() {
             let models = models.clone();
             tasks.spawn(async move {
-                let mut tick = tokio::time::interval(MODEL_REFRESH_INTERVAL);
+                let mut tick = tokio::time::interval(interval.max(Duration::from_millis(10)));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 tick.tick().await;
                 loop {
                     tick.tick().await;
-                    for id in &refreshing {
-                        if let Err(e) = models.refresh_provider(id).await {
-                            tracing::warn!(provider_id = %id, error = %e, "refreshing the provider's models failed");
-                        }
+                    if let Err(e) = models.refresh_provider(&id).await {
+                        tracing::warn!(provider_id = %id, error = %e, "refreshing the provider's models failed");
                     }
                 }
             });

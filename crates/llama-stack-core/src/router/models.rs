@@ -112,12 +112,13 @@ impl ModelsRouter {
         Ok(())
     }
 
-    /// Ids of providers whose listed models are refreshed periodically.
-    pub fn refreshing_providers(&self) -> Vec<String> {
+    /// Ids of providers whose listed models are refreshed periodically, with their
+    /// refresh intervals.
+    pub fn refreshing_providers(&self) -> Vec<(String, std::time::Duration)> {
         self.providers
             .iter()
             .filter(|(_, p)| p.refresh_models())
-            .map(|(id, _)| id.clone())
+            .map(|(id, p)| (id.clone(), p.refresh_interval()))
             .collect()
     }
 
