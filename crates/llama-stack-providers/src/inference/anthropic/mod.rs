@@ -24,6 +24,9 @@
 //! - `response_format` `json_schema` (or `json_object`) → one forced tool whose input schema
 //!   is the schema; its input comes back as the message text (so it cannot be combined
 //!   with `tools`).
+//! - `reasoning_effort` → extended thinking (`thinking.budget_tokens`: `minimal`/`low`
+//!   1024, `medium` 4096, `high` 16384, `xhigh` 32768, capped below `max_tokens`; `none`
+//!   → off); `extra_body.thinking` overrides it.
 //! - `temperature`, `top_p`, `stop` (→ `stop_sequences`), `user` (→ `metadata.user_id`);
 //!   every `extra_body` field (`top_k`, `thinking`, `metadata`, `service_tier`, ...) is sent
 //!   as given. `seed`, `frequency_penalty`, `presence_penalty` and `logit_bias` have no
@@ -66,7 +69,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 
 use super::remote::config::{self, OpenAiCompatConfig};
-use super::remote::native::{translate_sse, NativeClient, MAX_MODEL_PAGES};
+use super::remote::native::{query_escape, translate_sse, NativeClient, MAX_MODEL_PAGES};
 use super::remote::services::ServiceProfile;
 
 /// The provider type.
@@ -265,19 +268,6 @@ impl InferenceProvider for AnthropicProvider {
             Err(e) => Health::error(e.to_string()),
         }
     }
-}
-
-/// Percent-encodes a query value (model ids are plain, but a cursor is the service's).
-pub(crate) fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The HTTP status Anthropic uses for an error `type`

@@ -196,12 +196,16 @@ pub(crate) fn request(
         ));
     }
 
+    let max_tokens = req.max_output_tokens().unwrap_or(default_max_tokens);
     let mut body = Map::new();
     body.insert("model".into(), json!(req.model));
-    body.insert(
-        "max_tokens".into(),
-        json!(req.max_output_tokens().unwrap_or(default_max_tokens)),
-    );
+    body.insert("max_tokens".into(), json!(max_tokens));
+    if let Some(budget) = thinking_budget(req.reasoning_effort.as_deref(), max_tokens)? {
+        body.insert(
+            "thinking".into(),
+            json!({"type": "enabled", "budget_tokens": budget}),
+        );
+    }
     body.insert("messages".into(), Value::Array(messages));
     if !system.is_empty() {
         body.insert("system".into(), json!(system.join("\n\n")));
@@ -305,6 +309,30 @@ pub(crate) fn request(
         body.insert(k.clone(), v.clone());
     }
     Ok((Value::Object(body), plan))
+}
+
+/// Anthropic's smallest thinking budget.
+const MIN_THINKING_BUDGET: u32 = 1024;
+
+/// The extended-thinking budget for `reasoning_effort` (`minimal`/`low` 1024, `medium`
+/// 4096, `high` 16384, `xhigh` 32768 tokens), kept below `max_tokens` as Anthropic
+/// requires; `none` or no effort → no thinking.
+fn thinking_budget(effort: Option<&str>, max_tokens: u32) -> Result<Option<u32>> {
+    let budget = match effort {
+        None | Some("none") => return Ok(None),
+        Some("minimal" | "low") => MIN_THINKING_BUDGET,
+        Some("medium") => 4096,
+        Some("high") => 16384,
+        Some(_) => 32768,
+    };
+    if max_tokens <= MIN_THINKING_BUDGET {
+        return Err(Error::invalid_param(
+            "reasoning_effort",
+            effort.unwrap_or_default(),
+            &format!("remote::anthropic thinks with at least {MIN_THINKING_BUDGET} tokens, which must stay below max_tokens ({max_tokens}); raise max_tokens"),
+        ));
+    }
+    Ok(Some(budget.min(max_tokens - 1)))
 }
 
 /// `stop_reason` → finish reason.

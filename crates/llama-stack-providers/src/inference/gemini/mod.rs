@@ -78,9 +78,8 @@ use llama_stack_core::{Error, RequestContext, Result};
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{json, Value};
 
-use super::anthropic::query_escape;
 use super::remote::config::{self, OpenAiCompatConfig};
-use super::remote::native::{translate_sse, NativeClient, MAX_MODEL_PAGES};
+use super::remote::native::{query_escape, translate_sse, NativeClient, MAX_MODEL_PAGES};
 use super::remote::services::ServiceProfile;
 
 /// The provider type.

@@ -238,6 +238,19 @@ impl Chunks {
     }
 }
 
+/// Percent-encodes a query value (model ids are plain, but a cursor is the service's).
+pub(crate) fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// An `f32` as the JSON number it was written as (`0.7`, not `0.699999988`).
 pub(crate) fn num(v: f32) -> Value {
     v.to_string()
