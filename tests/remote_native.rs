@@ -253,10 +253,13 @@ fn gemini_models_page(token: Option<&str>) -> Value {
 // ---------------------------------------------------------------------------------------
 // The fakes
 
+/// One call a fake received: headers, path and query, body.
+type Call = (HashMap<String, String>, String, Value);
+
 #[derive(Default)]
 struct Fake {
-    /// model → (headers, path + query, body) of every call.
-    calls: Mutex<HashMap<String, Vec<(HashMap<String, String>, String, Value)>>>,
+    /// model → every call for it.
+    calls: Mutex<HashMap<String, Vec<Call>>>,
     stream_dropped: Arc<AtomicBool>,
 }
 
@@ -276,7 +279,7 @@ impl Fake {
         self.calls.lock().unwrap().get(model).map_or(0, Vec::len)
     }
 
-    fn last(&self, model: &str) -> (HashMap<String, String>, String, Value) {
+    fn last(&self, model: &str) -> Call {
         self.calls.lock().unwrap()[model].last().unwrap().clone()
     }
 }
@@ -800,7 +803,7 @@ async fn anthropic_stream_assembles_thinking_text_and_tool_calls() {
         .flat_map(|ch| ch.delta.tool_calls.iter().flatten())
         .map(|d| d.index)
         .collect();
-    assert_eq!(indexes, [0, 0, 0, 0, 0, 0, 1, 1]);
+    assert_eq!(indexes, [0, 0, 0, 0, 0, 0, 0, 1, 1]);
     assert_eq!(out.choices[0].finish_reason, Some(FinishReason::ToolCalls));
     let u = out.usage.unwrap();
     assert_eq!((u.prompt_tokens, u.completion_tokens), (472 + 1800, 89));
