@@ -46,6 +46,9 @@
 //!   (capabilities say so; the router answers `Unsupported`).
 //! - Models: `GET /v1/models` page by page (`after_id` = `last_id` while `has_more`),
 //!   filtered by `allowed_models`, all of type `llm`.
+//! - Not carried: thinking blocks of earlier assistant turns (the OpenAI message shape has
+//!   no place for their signatures), so a tool-use loop with extended thinking sends the
+//!   earlier turns without their thinking.
 
 mod translate;
 

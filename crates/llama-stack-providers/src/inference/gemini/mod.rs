@@ -53,6 +53,9 @@
 //!   `allowed_models`; models whose `supportedGenerationMethods` include `generateContent`
 //!   are `llm`, those with only `embedContent` are `embedding` (with the known
 //!   `embedding_dimension` of Google's embedding models).
+//! - Not carried: `thoughtSignature`s of function-call parts (the OpenAI tool-call shape
+//!   has no place for them), so models that require them back on the next turn reject
+//!   multi-turn function calling; `logprobs` are refused rather than translated.
 
 mod translate;
 
