@@ -14,7 +14,7 @@
 //!   (circuit breaker: `circuit_breaker.failure_threshold`, `circuit_breaker.open_seconds`).
 //!
 //! The native providers `remote::anthropic` and `remote::gemini` (feature `remote-native`,
-//! modules [`crate::inference::anthropic`] and [`crate::inference::gemini`]) reuse this
+//! modules `inference::anthropic` and `inference::gemini`) reuse this
 //! module's config parsing, HTTP client, retries, circuit breaker and SSE decoding, and
 //! translate to and from their services' own wire formats.
 
