@@ -9,6 +9,7 @@
 //! | `inline-candle` | `inline::candle` (alias `inline::meta-reference`) | chat and completions on local GGUF models |
 //! | `inline-sentence-transformers` | `inline::sentence-transformers` | local sentence embeddings |
 //! | `remote-openai-compat` | `remote::openai`, `remote::vllm`, `remote::ollama`, `remote::llama-cpp-server`, `remote::tgi`, `remote::fireworks`, `remote::together`, `remote::groq`, `remote::sambanova`, `remote::cerebras`, `remote::nvidia`, `remote::databricks`, `remote::runpod`, `remote::llama-openai-compat`, `remote::azure`, `remote::watsonx`, `remote::passthrough` | OpenAI-compatible remote services |
+//! | `remote-native` | `remote::anthropic`, `remote::gemini` | Anthropic's Messages API and Google's Gemini API in their own protocols |
 #![deny(missing_docs)]
 
 #[cfg(any(feature = "inline-candle", feature = "inline-sentence-transformers"))]
@@ -27,5 +28,7 @@ pub fn builtin_providers() -> Vec<ProviderSpec> {
     specs.push(inference::sentence_transformers::spec());
     #[cfg(feature = "remote-openai-compat")]
     specs.extend(inference::remote::specs());
+    #[cfg(feature = "remote-native")]
+    specs.extend([inference::anthropic::spec(), inference::gemini::spec()]);
     specs
 }

@@ -12,13 +12,20 @@
 //! - retries 429/5xx/connection failures with backoff and jitter (never after a stream has
 //!   started), honours `Retry-After`, and fails fast while the service is down
 //!   (circuit breaker: `circuit_breaker.failure_threshold`, `circuit_breaker.open_seconds`).
+//!
+//! The native providers `remote::anthropic` and `remote::gemini` (feature `remote-native`,
+//! modules `inference::anthropic` and `inference::gemini`) reuse this
+//! module's config parsing, HTTP client, retries, circuit breaker and SSE decoding, and
+//! translate to and from their services' own wire formats.
 
 mod circuit;
 pub mod config;
-mod provider;
+#[cfg(feature = "remote-native")]
+pub(crate) mod native;
+pub(crate) mod provider;
 pub mod services;
-mod stream;
-mod upstream;
+pub(crate) mod stream;
+pub(crate) mod upstream;
 
 #[cfg(test)]
 mod tests;

@@ -151,57 +151,11 @@ impl OpenAiCompatProvider {
 
     /// The key for this call: provider data, then config, then the service default.
     fn api_key(&self, ctx: Option<&RequestContext>) -> Result<Option<String>> {
-        if let Some(k) = self
-            .profile
-            .provider_data_key
-            .and_then(|k| ctx?.provider_data()?.get_str(k))
-        {
-            return Ok(Some(k.to_string()));
-        }
-        if self.profile.key_field.is_none() {
-            return Ok(None);
-        }
-        if let Some(k) = &self.config.api_key {
-            return Ok(Some(k.expose_secret().to_string()));
-        }
-        if let Some(k) = self.profile.default_key {
-            return Ok(Some(k.to_string()));
-        }
-        if !self.profile.key_required {
-            return Ok(None);
-        }
-        let field = self.profile.key_field.unwrap_or("api_key");
-        let env = self
-            .profile
-            .key_env
-            .map(|e| format!(" (e.g. `{field}: ${{env.{e}}}`)"))
-            .unwrap_or_default();
-        let pd = self
-            .profile
-            .provider_data_key
-            .map(|k| format!(", e.g. x-llamastack-provider-data: {{\"{k}\": \"<API_KEY>\"}}"))
-            .unwrap_or_default();
-        Err(Error::invalid_request(format!(
-            "API key not provided. Please provide a valid API key in the provider data header{pd}, or set `{field}` in the config of provider '{}'{env}.",
-            self.provider_id
-        ))
-        .with_provider(&self.provider_id)
-        .with_context("param", field))
+        api_key_for(self.profile, &self.provider_id, &self.config, ctx)
     }
 
     fn check_model(&self, model: &str) -> Result<()> {
-        match &self.config.allowed_models {
-            Some(allowed) if !allowed.iter().any(|m| m == model) => Err(Error::invalid_param(
-                "model",
-                format!("'{model}'"),
-                &format!(
-                    "Provider '{}' only serves its allowed_models: [{}]",
-                    self.provider_id,
-                    allowed.join(", ")
-                ),
-            )),
-            _ => Ok(()),
-        }
+        check_allowed(&self.provider_id, &self.config, model)
     }
 
     fn body<T: Serialize>(&self, req: &T, stream: bool) -> Result<Value> {
@@ -302,6 +256,68 @@ impl OpenAiCompatProvider {
                 self.provider_id
             ),
         )
+    }
+}
+
+/// The API key for one call of `profile`'s provider: the provider-data field, then the
+/// configured key, then the service default. A required key that is missing is an
+/// `InvalidRequest` naming the config field, its env var and the provider-data field.
+pub(crate) fn api_key_for(
+    profile: &ServiceProfile,
+    provider_id: &str,
+    config: &OpenAiCompatConfig,
+    ctx: Option<&RequestContext>,
+) -> Result<Option<String>> {
+    if let Some(k) = profile
+        .provider_data_key
+        .and_then(|k| ctx?.provider_data()?.get_str(k))
+    {
+        return Ok(Some(k.to_string()));
+    }
+    if profile.key_field.is_none() {
+        return Ok(None);
+    }
+    if let Some(k) = &config.api_key {
+        return Ok(Some(k.expose_secret().to_string()));
+    }
+    if let Some(k) = profile.default_key {
+        return Ok(Some(k.to_string()));
+    }
+    if !profile.key_required {
+        return Ok(None);
+    }
+    let field = profile.key_field.unwrap_or("api_key");
+    let env = profile
+        .key_env
+        .map(|e| format!(" (e.g. `{field}: ${{env.{e}}}`)"))
+        .unwrap_or_default();
+    let pd = profile
+        .provider_data_key
+        .map(|k| format!(", e.g. x-llamastack-provider-data: {{\"{k}\": \"<API_KEY>\"}}"))
+        .unwrap_or_default();
+    Err(Error::invalid_request(format!(
+        "API key not provided. Please provide a valid API key in the provider data header{pd}, or set `{field}` in the config of provider '{provider_id}'{env}."
+    ))
+    .with_provider(provider_id)
+    .with_context("param", field))
+}
+
+/// Fails with 400 when `config.allowed_models` is set and does not hold `model`.
+pub(crate) fn check_allowed(
+    provider_id: &str,
+    config: &OpenAiCompatConfig,
+    model: &str,
+) -> Result<()> {
+    match &config.allowed_models {
+        Some(allowed) if !allowed.iter().any(|m| m == model) => Err(Error::invalid_param(
+            "model",
+            format!("'{model}'"),
+            &format!(
+                "Provider '{provider_id}' only serves its allowed_models: [{}]",
+                allowed.join(", ")
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -66,7 +66,7 @@ pub struct ServiceProfile {
 }
 
 impl ServiceProfile {
-    const fn new(provider_type: &'static str, description: &'static str) -> Self {
+    pub(crate) const fn new(provider_type: &'static str, description: &'static str) -> Self {
         ServiceProfile {
             provider_type,
             description,
@@ -90,54 +90,60 @@ impl ServiceProfile {
         }
     }
 
-    const fn base_url(mut self, url: &'static str) -> Self {
+    pub(crate) const fn base_url(mut self, url: &'static str) -> Self {
         self.default_base_url = Some(url);
         self
     }
 
-    const fn key(mut self, env: &'static str, provider_data_key: &'static str) -> Self {
+    pub(crate) const fn key(mut self, env: &'static str, provider_data_key: &'static str) -> Self {
         self.key_env = Some(env);
         self.provider_data_key = Some(provider_data_key);
         self
     }
 
-    const fn token_field(mut self) -> Self {
+    pub(crate) const fn token_field(mut self) -> Self {
         self.key_field = Some("api_token");
         self
     }
 
-    const fn no_key(mut self) -> Self {
+    pub(crate) const fn no_key(mut self) -> Self {
         self.key_field = None;
         self.key_required = false;
         self
     }
 
-    const fn optional_key(mut self) -> Self {
+    pub(crate) const fn optional_key(mut self) -> Self {
         self.key_required = false;
         self
     }
 
-    const fn caps(mut self, caps: InferenceCaps) -> Self {
+    pub(crate) const fn caps(mut self, caps: InferenceCaps) -> Self {
         self.caps = caps;
         self
     }
 
-    const fn extra(mut self, fields: &'static [&'static str]) -> Self {
+    pub(crate) const fn extra(mut self, fields: &'static [&'static str]) -> Self {
         self.extra_fields = fields;
         self
     }
 
-    const fn env_defaults(mut self, defaults: &'static [(&'static str, &'static str)]) -> Self {
+    pub(crate) const fn env_defaults(
+        mut self,
+        defaults: &'static [(&'static str, &'static str)],
+    ) -> Self {
         self.field_env_defaults = defaults;
         self
     }
 
-    const fn defaults(mut self, defaults: &'static [(&'static str, &'static str)]) -> Self {
+    pub(crate) const fn defaults(
+        mut self,
+        defaults: &'static [(&'static str, &'static str)],
+    ) -> Self {
         self.field_defaults = defaults;
         self
     }
 
-    const fn embeddings(mut self, models: &'static [(&'static str, u32)]) -> Self {
+    pub(crate) const fn embeddings(mut self, models: &'static [(&'static str, u32)]) -> Self {
         self.embedding_models = models;
         self
     }

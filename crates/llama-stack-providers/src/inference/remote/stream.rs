@@ -20,6 +20,21 @@ pub(crate) fn sse_json<T: DeserializeOwned + Send + 'static>(
     upstream: &Upstream,
     fixup: fn(&mut Value),
 ) -> BoxStream<'static, Result<T>> {
+    let up = upstream.clone();
+    until_error(
+        sse_data(resp, upstream)
+            .map(move |data| decode::<T>(&data?, &up, fixup))
+            .boxed(),
+    )
+}
+
+/// The `data` fields of `resp`'s SSE body, one item per event (empty ones skipped), ending
+/// at `[DONE]` or the end of the body. A stall longer than the read timeout, a broken
+/// connection or an undecodable event ends it with one typed error.
+pub(crate) fn sse_data(
+    resp: reqwest::Response,
+    upstream: &Upstream,
+) -> BoxStream<'static, Result<String>> {
     let events = resp.bytes_stream().eventsource();
     let upstream = upstream.clone();
     let breaker: Arc<CircuitBreaker> = upstream.breaker().clone();
@@ -42,9 +57,7 @@ pub(crate) fn sse_json<T: DeserializeOwned + Send + 'static>(
                             if data.is_empty() {
                                 continue;
                             }
-                            let item = decode::<T>(data, &upstream, fixup);
-                            let failed = item.is_err();
-                            return Some((item, (events, failed)));
+                            return Some((Ok(data.to_string()), (events, false)));
                         }
                         Err(EventStreamError::Transport(e)) => {
                             breaker.record_failure();
@@ -76,11 +89,29 @@ pub(crate) fn sse_json<T: DeserializeOwned + Send + 'static>(
     .boxed()
 }
 
+/// Ends `stream` after its first error.
+pub(crate) fn until_error<T: Send + 'static>(
+    stream: BoxStream<'static, Result<T>>,
+) -> BoxStream<'static, Result<T>> {
+    stream
+        .scan(false, |failed, item| {
+            let out = if *failed {
+                None
+            } else {
+                *failed = item.is_err();
+                Some(item)
+            };
+            futures::future::ready(out)
+        })
+        .boxed()
+}
+
 fn provider(upstream: &Upstream) -> String {
     upstream.provider_id().to_string()
 }
 
-fn malformed(upstream: &Upstream, detail: &str) -> Error {
+/// An `Upstream` (502) error for an event that is not what the protocol promises.
+pub(crate) fn malformed(upstream: &Upstream, detail: &str) -> Error {
     Error::upstream(
         upstream.provider_id(),
         502,
