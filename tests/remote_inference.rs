@@ -856,3 +856,165 @@ async fn unknown_config_fields_fail_the_build_naming_the_field() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn vllm_applies_its_configured_max_tokens_only_to_unbounded_requests() {
+    let (_faults, url) = fault_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let providers = format!(
+        "  - provider_id: fault\n    provider_type: remote::vllm\n    config:\n      base_url: {url}\n      max_tokens: 77\n"
+    );
+    let stack = build(stack_yaml(dir.path(), &providers, "")).await.unwrap();
+    let sent = |out: ChatCompletion| -> Value {
+        serde_json::from_str(out.choices[0].message.content.as_deref().unwrap()).unwrap()
+    };
+    let inf = stack.inference();
+    let v = sent(inf.chat_completion(req("echo")).await.unwrap());
+    assert_eq!(v["max_tokens"], 77, "{v}");
+    let mut r = req("echo");
+    r.max_tokens = Some(5);
+    let v = sent(inf.chat_completion(r).await.unwrap());
+    assert_eq!(v["max_tokens"], 5, "the request's own bound wins: {v}");
+    let mut r = req("echo");
+    r.max_completion_tokens = Some(9);
+    let v = sent(inf.chat_completion(r).await.unwrap());
+    assert_eq!(v["max_completion_tokens"], 9, "{v}");
+    assert!(v.get("max_tokens").is_none_or(Value::is_null), "{v}");
+}
+
+#[tokio::test]
+async fn refresh_interval_seconds_re_lists_models_on_its_own_interval() {
+    let (faults, url) = fault_server().await;
+    let (stack, _dir) = fault_stack(
+        &url,
+        "      refresh_models: true\n      refresh_interval_seconds: 1\n",
+    )
+    .await;
+    let listed = || async {
+        stack
+            .models()
+            .list()
+            .await
+            .unwrap()
+            .data
+            .into_iter()
+            .map(|m| m.identifier)
+            .collect::<Vec<_>>()
+    };
+    assert!(!listed().await.contains(&"fault/late-model".to_string()));
+    faults.models.lock().unwrap().push("late-model".into());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !listed().await.contains(&"fault/late-model".to_string()) {
+        assert!(
+            Instant::now() < deadline,
+            "the model listed after startup never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let providers = format!(
+        "  - provider_id: fault\n    provider_type: remote::openai\n    config:\n      base_url: {url}\n      api_key: k\n      refresh_interval_seconds: 0\n"
+    );
+    let err = build(stack_yaml(dir.path(), &providers, ""))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("refresh_interval_seconds"), "{err}");
+}
+
+/// A local IBM Cloud IAM token endpoint as documented at
+/// <https://cloud.ibm.com/docs/account?topic=account-iamtoken_from_apikey>: a form POST of
+/// `grant_type=urn:ibm:params:oauth:grant-type:apikey&apikey=<key>` answers a bearer token;
+/// an unknown key answers 400 with IAM's `errorCode`/`errorMessage` body.
+async fn iam_server(exchanges: Arc<Mutex<Vec<String>>>) -> String {
+    let app = Router::new()
+        .route(
+            "/identity/token",
+            post(
+                |State(seen): State<Arc<Mutex<Vec<String>>>>,
+                 axum::extract::Form(form): axum::extract::Form<HashMap<String, String>>| async move {
+                    assert_eq!(
+                        form.get("grant_type").map(String::as_str),
+                        Some("urn:ibm:params:oauth:grant-type:apikey")
+                    );
+                    let key = form.get("apikey").cloned().unwrap_or_default();
+                    seen.lock().unwrap().push(key.clone());
+                    if key != "wx-key" {
+                        return (
+                            StatusCode::BAD_REQUEST,
+                            Json(json!({
+                                "errorCode": "BXNIM0415E",
+                                "errorMessage": "Provided API key could not be found.",
+                                "context": {"requestId": "r-1"}
+                            })),
+                        )
+                            .into_response();
+                    }
+                    Json(json!({
+                        "access_token": "iam-token-1",
+                        "refresh_token": "not_supported",
+                        "token_type": "Bearer",
+                        "expires_in": 3600,
+                        "expiration": 1_900_000_000u64,
+                        "scope": "ibm openid"
+                    }))
+                    .into_response()
+                },
+            ),
+        )
+        .with_state(exchanges);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn watsonx_exchanges_its_api_key_for_a_cached_iam_token() {
+    let (_faults, url) = fault_server().await;
+    let exchanges = Arc::new(Mutex::new(Vec::new()));
+    let iam = iam_server(exchanges.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let providers = format!(
+        "  - provider_id: fault\n    provider_type: remote::watsonx\n    config:\n      base_url: {url}\n      api_key: wx-key\n      project_id: proj-7\n      iam_url: {iam}\n"
+    );
+    let stack = build(stack_yaml(dir.path(), &providers, "")).await.unwrap();
+    let sent = |out: ChatCompletion| -> Value {
+        serde_json::from_str(out.choices[0].message.content.as_deref().unwrap()).unwrap()
+    };
+    for _ in 0..3 {
+        let v = sent(
+            stack
+                .inference()
+                .chat_completion(req("echo"))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(v["authorization"], "Bearer iam-token-1", "{v}");
+        assert_eq!(v["project_id"], "proj-7", "{v}");
+    }
+    assert_eq!(
+        exchanges.lock().unwrap().len(),
+        1,
+        "model listing and three calls share one token"
+    );
+
+    // A per-request key that IAM does not know: the upstream's words, its status.
+    let pd = ProviderData::from_json(r#"{"watsonx_api_key": "stale-key"}"#).unwrap();
+    let err = stack
+        .with_context(RequestContext::anonymous().with_provider_data(pd))
+        .inference()
+        .chat_completion(req("echo"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Upstream, "{err}");
+    assert_eq!(err.upstream_status(), Some(400), "{err}");
+    assert!(
+        err.message().contains("IAM") && err.message().contains("could not be found"),
+        "{err}"
+    );
+    assert!(
+        !err.message().contains("stale-key"),
+        "the key never shows in errors: {err}"
+    );
+}

@@ -36,8 +36,8 @@ if [ "$(cat "$VENV/.llama_cpp_build" 2>/dev/null)" != "$key" ] \
    || ! "$VENV/bin/python" -c 'import llama_cpp, llama_cpp.server.app' 2>/dev/null; then
   "$VENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$wheel"
   "$VENV/bin/pip" install -q --disable-pip-version-check "${wheel}[server]" numpy
-  echo "$key" >"$VENV/.llama_cpp_build"
 fi
+rm -f "$VENV/.llama_cpp_build"
 GGUF="$(ls "$HF_HUB_CACHE"/models--QuantFactory--SmolLM2-135M-Instruct-GGUF/snapshots/*/SmolLM2-135M-Instruct.Q4_1.gguf | head -n1)"
 "$VENV/bin/python" - "$GGUF" <<'PY'
 import sys
@@ -47,4 +47,5 @@ llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=256, n_threads=1, verbose=Fa
 out = llm.create_completion("The capital of France is", max_tokens=4, temperature=0)
 assert out["choices"][0]["text"], out
 PY
+echo "$key" >"$VENV/.llama_cpp_build"
 echo "$VENV"

@@ -260,6 +260,10 @@ impl InferenceProvider for AnthropicProvider {
         self.client.config.refresh_models
     }
 
+    fn refresh_interval(&self) -> std::time::Duration {
+        self.client.config.refresh_interval()
+    }
+
     async fn register_model(&self, model: &Model) -> Result<Model> {
         self.client.check_model(&model.provider_resource_id)?;
         Ok(model.clone())

@@ -17,6 +17,7 @@ pub const COMMON_FIELDS: &[&str] = &[
     "base_url",
     "allowed_models",
     "refresh_models",
+    "refresh_interval_seconds",
     "network",
     "max_retries",
     "circuit_breaker",
@@ -40,6 +41,10 @@ pub struct OpenAiCompatConfig {
     /// Re-list the service's models periodically.
     #[serde(default)]
     pub refresh_models: bool,
+    /// Seconds between re-listings with `refresh_models` (default 300, as Llama Stack's
+    /// fixed interval; at least 1).
+    #[serde(default)]
+    pub refresh_interval_seconds: Option<f64>,
     /// TLS, proxy, timeouts and extra headers for calls to the service.
     #[serde(default)]
     pub network: Option<NetworkConfig>,
@@ -67,6 +72,10 @@ pub struct OpenAiCompatConfig {
     /// Azure: the API type (`azure`).
     #[serde(default, deserialize_with = "non_empty")]
     pub api_type: Option<String>,
+    /// watsonx: the IBM Cloud IAM service that exchanges the API key for bearer tokens
+    /// (default `https://iam.cloud.ibm.com`).
+    #[serde(default, deserialize_with = "non_empty")]
+    pub iam_url: Option<String>,
     /// watsonx: the project id sent with every request.
     #[serde(default, deserialize_with = "non_empty")]
     pub project_id: Option<String>,
@@ -83,6 +92,13 @@ pub struct OpenAiCompatConfig {
 }
 
 impl OpenAiCompatConfig {
+    /// How often `refresh_models` re-lists the service's models.
+    pub fn refresh_interval(&self) -> std::time::Duration {
+        self.refresh_interval_seconds
+            .map(std::time::Duration::from_secs_f64)
+            .unwrap_or(llama_stack_core::provider::DEFAULT_MODEL_REFRESH_INTERVAL)
+    }
+
     /// A string field by its YAML name (after defaults), e.g. `project_id`.
     pub fn field_str(&self, name: &str) -> Option<&str> {
         self.fields.get(name)?.as_str().filter(|s| !s.is_empty())
@@ -300,6 +316,15 @@ pub fn parse(
         map.remove(secret);
     }
     config.fields = map;
+    if let Some(secs) = config.refresh_interval_seconds {
+        if !secs.is_finite() || secs < 1.0 || secs > 31_536_000.0 {
+            let field = format!("{path}.refresh_interval_seconds");
+            return Err(Error::config(format!(
+                "{field}: must be between 1 and 31536000 seconds, got {secs}"
+            ))
+            .with_context("path", field));
+        }
+    }
     if config.base_url.is_none() && profile.provider_data_url_key.is_none() {
         return Err(Error::config(format!(
             "{path}.base_url: required for provider type '{}' (the service's OpenAI-compatible URL)",

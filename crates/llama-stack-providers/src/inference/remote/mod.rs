@@ -8,7 +8,12 @@
 //!   fields and `network.headers`; the upstream sees the model's `provider_resource_id`;
 //! - takes the API key per request from `X-LlamaStack-Provider-Data` (the service's field,
 //!   e.g. `openai_api_key`) before the configured one;
-//! - lists the service's models (`GET /models`) at startup and with `refresh_models`;
+//! - lists the service's models (`GET /models`) at startup and, with `refresh_models`,
+//!   again every `refresh_interval_seconds` (default 300, Llama Stack's fixed interval);
+//! - vLLM: applies the configured `max_tokens` to requests that bound neither `max_tokens`
+//!   nor `max_completion_tokens`;
+//! - watsonx: exchanges the API key for an IBM Cloud IAM bearer token at `iam_url`
+//!   (default `https://iam.cloud.ibm.com`), cached until a minute before it expires;
 //! - retries 429/5xx/connection failures with backoff and jitter (never after a stream has
 //!   started), honours `Retry-After`, and fails fast while the service is down
 //!   (circuit breaker: `circuit_breaker.failure_threshold`, `circuit_breaker.open_seconds`).
@@ -20,6 +25,7 @@
 
 mod circuit;
 pub mod config;
+mod iam;
 #[cfg(feature = "remote-native")]
 pub(crate) mod native;
 pub(crate) mod provider;

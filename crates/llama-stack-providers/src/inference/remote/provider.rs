@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::config::OpenAiCompatConfig;
+use super::iam::{self, IamTokens};
 use super::services::ServiceProfile;
 use super::stream::sse_json;
 use super::upstream::Upstream;
@@ -52,6 +53,8 @@ pub struct OpenAiCompatProvider {
     base_url: Option<String>,
     forward: Vec<(String, HeaderName)>,
     upstream: Upstream,
+    /// IBM Cloud IAM tokens (watsonx), when the service exchanges its API key.
+    iam: Option<IamTokens>,
 }
 
 impl std::fmt::Debug for OpenAiCompatProvider {
@@ -109,6 +112,9 @@ impl OpenAiCompatProvider {
             .base_url
             .as_deref()
             .map(|b| join_base(b, profile.path_suffix));
+        let iam = profile
+            .iam_exchange
+            .then(|| IamTokens::new(config.field_str("iam_url").unwrap_or(iam::DEFAULT_IAM_URL)));
         Ok(OpenAiCompatProvider {
             profile,
             provider_id: provider_id.to_string(),
@@ -116,6 +122,7 @@ impl OpenAiCompatProvider {
             base_url,
             forward,
             upstream,
+            iam,
         })
     }
 
@@ -177,6 +184,20 @@ impl OpenAiCompatProvider {
         Ok(body)
     }
 
+    /// The body of a chat completion or completion: [`Self::body`] plus the configured
+    /// `max_tokens` (vLLM) when the request bounds neither `max_tokens` nor
+    /// `max_completion_tokens`.
+    fn generation_body<T: Serialize>(&self, req: &T, stream: bool) -> Result<Value> {
+        let mut body = self.body(req, stream)?;
+        if let (Some(limit), Value::Object(map)) = (self.config.max_tokens, &mut body) {
+            let unset = |k: &str| map.get(k).is_none_or(Value::is_null);
+            if unset("max_tokens") && unset("max_completion_tokens") {
+                map.insert("max_tokens".into(), Value::from(limit));
+            }
+        }
+        Ok(body)
+    }
+
     async fn send(
         &self,
         ctx: Option<&RequestContext>,
@@ -202,6 +223,10 @@ impl OpenAiCompatProvider {
                 }
             }
         }
+        let key = match (key, &self.iam) {
+            (Some(k), Some(iam)) => Some(iam.bearer(&self.upstream, &k).await?),
+            (k, _) => k,
+        };
         let auth = match key {
             Some(k) => Some(HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| {
                 Error::invalid_request(format!(
@@ -404,7 +429,7 @@ impl Inference for OpenAiCompatProvider {
         req: ChatCompletionRequest,
     ) -> Result<ChatCompletion> {
         self.check_model(&req.model)?;
-        let body = self.body(&req, false)?;
+        let body = self.generation_body(&req, false)?;
         let resp = self
             .send(
                 Some(ctx),
@@ -422,7 +447,7 @@ impl Inference for OpenAiCompatProvider {
         req: ChatCompletionRequest,
     ) -> Result<ChatCompletionStream> {
         self.check_model(&req.model)?;
-        let body = self.body(&req, true)?;
+        let body = self.generation_body(&req, true)?;
         let resp = self
             .send(
                 Some(ctx),
@@ -436,7 +461,7 @@ impl Inference for OpenAiCompatProvider {
 
     async fn completion(&self, ctx: &RequestContext, req: CompletionRequest) -> Result<Completion> {
         self.check_model(&req.model)?;
-        let body = self.body(&req, false)?;
+        let body = self.generation_body(&req, false)?;
         let resp = self
             .send(
                 Some(ctx),
@@ -454,7 +479,7 @@ impl Inference for OpenAiCompatProvider {
         req: CompletionRequest,
     ) -> Result<CompletionStream> {
         self.check_model(&req.model)?;
-        let body = self.body(&req, true)?;
+        let body = self.generation_body(&req, true)?;
         let resp = self
             .send(
                 Some(ctx),
@@ -545,6 +570,10 @@ impl InferenceProvider for OpenAiCompatProvider {
 
     fn refresh_models(&self) -> bool {
         self.config.refresh_models
+    }
+
+    fn refresh_interval(&self) -> std::time::Duration {
+        self.config.refresh_interval()
     }
 
     async fn register_model(&self, model: &Model) -> Result<Model> {

@@ -63,6 +63,8 @@ pub struct ServiceProfile {
     pub embedding_models: &'static [(&'static str, u32)],
     /// Whether `forward_headers` / `extra_blocked_headers` apply (passthrough).
     pub forwards_headers: bool,
+    /// Whether the API key is exchanged for an IBM Cloud IAM bearer token (`iam_url`).
+    pub iam_exchange: bool,
 }
 
 impl ServiceProfile {
@@ -87,6 +89,7 @@ impl ServiceProfile {
             lists_models: true,
             embedding_models: &[],
             forwards_headers: false,
+            iam_exchange: false,
         }
     }
 
@@ -227,10 +230,11 @@ pub const SERVICES: &[ServiceProfile] = &[
     },
     ServiceProfile {
         body_fields: &["project_id"],
-        ..ServiceProfile::new("remote::watsonx", "IBM watsonx.ai, OpenAI-compatible endpoints (base_url includes the API path)")
+        iam_exchange: true,
+        ..ServiceProfile::new("remote::watsonx", "IBM watsonx.ai, OpenAI-compatible endpoints (base_url includes the API path); the API key is exchanged for an IBM Cloud IAM token")
             .base_url("https://us-south.ml.cloud.ibm.com")
             .key("WATSONX_API_KEY", "watsonx_api_key")
-            .extra(&["project_id", "timeout"])
+            .extra(&["project_id", "timeout", "iam_url"])
             .env_defaults(&[("base_url", "WATSONX_BASE_URL"), ("project_id", "WATSONX_PROJECT_ID")])
             .defaults(&[("timeout", "60")])
     },

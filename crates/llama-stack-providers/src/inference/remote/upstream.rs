@@ -193,7 +193,8 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs_f64)
 }
 
-/// The upstream's own words: `error.message`, `error`, `detail` or `message`, else the text.
+/// The upstream's own words: `error.message`, `error`, `detail`, `message` or IBM's
+/// `errorMessage`, else the text.
 pub(crate) fn error_message(body: &str) -> String {
     let text = match serde_json::from_str::<Value>(body) {
         Ok(v) => {
@@ -207,6 +208,7 @@ pub(crate) fn error_message(body: &str) -> String {
                 .or_else(|| v.get("error").and_then(pick))
                 .or_else(|| v.get("detail").and_then(pick))
                 .or_else(|| v.get("message").and_then(pick))
+                .or_else(|| v.get("errorMessage").and_then(pick))
                 .unwrap_or_else(|| body.to_string())
         }
         Err(_) => body.trim().to_string(),

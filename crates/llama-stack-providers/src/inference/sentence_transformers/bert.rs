@@ -433,21 +433,70 @@ impl Bert {
             }
         }
         let one = |(start, len, head, block): (usize, usize, usize, &mut [f32])| {
-            let row =
-                |t: usize, part: usize| &qkv[(start + t) * 3 * h + part * h + head * dh..][..dh];
-            let mut scores = vec![0f32; len];
-            for (i, o) in block.chunks_exact_mut(dh).enumerate() {
-                let q = row(i, 0);
-                for (j, s) in scores.iter_mut().enumerate() {
-                    *s = kernels::dot(q, row(j, 1));
-                }
-                kernels::softmax(&mut scores);
-                o.fill(0.0);
-                for (j, &p) in scores.iter().enumerate() {
-                    for (a, v) in o.iter_mut().zip(row(j, 2)) {
-                        *a += p * v;
-                    }
-                }
+            // Scores S = Q Kᵀ (len × len), softmax per row, then O = S V (len × head_dim):
+            // two small GEMMs reading Q, K and V in place from the packed `qkv` rows.
+            let row_stride = 3 * h as isize;
+            let base = start * 3 * h + head * dh;
+            let (q, k, v) = (&qkv[base..], &qkv[base + h..], &qkv[base + 2 * h..]);
+            debug_assert!(q.len() >= (len - 1) * 3 * h + dh && v.len() >= (len - 1) * 3 * h + dh);
+            let mut scores = vec![0f32; len * len];
+            // SAFETY: `scores` is len × len (row-major, allocated above). Q and K are read
+            // as len × dh matrices with row stride 3·hidden and column stride 1 starting at
+            // their offsets in `qkv`, whose rows `start..start + len` exist (offsets come
+            // from the packed sequence lengths); Kᵀ is K read with swapped strides. Nothing
+            // aliases `scores`, a fresh allocation.
+            unsafe {
+                gemm(
+                    len,
+                    len,
+                    dh,
+                    scores.as_mut_ptr(),
+                    1,
+                    len as isize,
+                    false,
+                    q.as_ptr(),
+                    1,
+                    row_stride,
+                    k.as_ptr(),
+                    row_stride,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+            for row in scores.chunks_exact_mut(len) {
+                kernels::softmax(row);
+            }
+            // SAFETY: `block` is len × dh (row-major; split to exactly len·dh above),
+            // `scores` is len × len, and V is read as len × dh with row stride 3·hidden
+            // from rows that exist (as for Q and K). `block` is a unique borrow that does
+            // not overlap `qkv` or `scores`.
+            unsafe {
+                gemm(
+                    len,
+                    dh,
+                    len,
+                    block.as_mut_ptr(),
+                    1,
+                    dh as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    len as isize,
+                    v.as_ptr(),
+                    1,
+                    row_stride,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
             }
         };
         if threads.count() > 1 {
