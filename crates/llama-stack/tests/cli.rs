@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// Drops ANSI escape sequences (`ESC [ … letter`) from a log line.
 fn strip_ansi(line: &str) -> String {
@@ -46,17 +47,26 @@ fn serving_workers(config_workers: Option<u32>, args: &[&str], env: &[(&str, &st
     .env("SQLITE_STORE_DIR", dir.path())
     .env("LLAMA_STACK_LOG", "info")
     .env_remove("LLAMA_STACK_WORKERS")
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
+    // The log goes to stdout; a reader thread hands its lines over, so a server that never
+    // logs the line fails the test instead of hanging it.
+    let log = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in log.lines().map_while(Result::ok) {
+            if tx.send(strip_ansi(&line)).is_err() {
+                break;
+            }
+        }
+    });
     let mut seen = Vec::new();
     let mut workers = None;
-    for line in stderr.lines() {
-        let line = strip_ansi(&line.unwrap());
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
         if line.contains("listening on") {
             workers = line
                 .split_whitespace()
