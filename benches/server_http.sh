@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# HTTP server load benchmark (not run in CI). Builds the release `llama-stack` binary,
-# starts it on the starter distribution, and measures with `oha` (or `wrk`) req/s and
-# p50/p99 latency of GET /v1/health and GET /v1/models at concurrency 1 and 32, plus cold
-# start (process start → first served /v1/health) and idle RSS.
-#   bash benches/server_http.sh            # our server
-#   PY_LLAMA_STACK=/path/to/venv/bin/llama bash benches/server_http.sh   # side by side
-# Needs: oha (cargo install oha) or wrk (apt-get install wrk), curl.
+# HTTP server load benchmark of our server alone (not run in CI; side by side with Python
+# Llama Stack on a mock upstream: server_side_by_side.sh). Builds the `llama-stack` binary
+# with the bench profile, starts it on the starter distribution (or CONFIG), and measures
+# with `oha` (or `wrk`) req/s and p50/p99 latency of GET /v1/health and GET /v1/models at
+# concurrency 1 and 32, plus cold start (process start → first served /v1/health) and idle RSS.
+#   bash benches/server_http.sh
+# Needs: oha (cargo install oha) or wrk (apt-get install wrk), curl, python3.
 # POST /v1/chat/completions needs an inference provider with a registered model: set
 # CHAT_MODEL=<model id> and a config (CONFIG=path/to/run.yaml) that serves it.
 set -euo pipefail
@@ -13,8 +13,10 @@ cd "$(dirname "$0")/.."
 PORT=${PORT:-18321}
 DURATION=${DURATION:-10}
 CONFIG=${CONFIG:-starter}
-cargo build --release --features server --bin llama-stack >/dev/null
-BIN=target/release/llama-stack
+# The bench profile has the release settings and shares artifacts with `cargo bench`.
+cargo build --profile bench -p llama-stack --features server --bin llama-stack >/dev/null
+TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+BIN=$TARGET/release/llama-stack
 data=$(mktemp -d); trap 'kill "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
 
 t0=$(date +%s.%N)

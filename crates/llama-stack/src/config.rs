@@ -391,9 +391,15 @@ pub struct ServerConfig {
     /// Address to bind; absent = all interfaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// Worker count (default 1).
-    #[serde(default = "default_workers")]
-    pub workers: u32,
+    /// Async runtime worker threads serving requests; absent = one per CPU core. (Llama
+    /// Stack: uvicorn worker processes, default 1; here one process serves on every core.)
+    #[serde(
+        default,
+        deserialize_with = "de_workers",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 1))]
+    pub workers: Option<u32>,
     /// TLS certificate file; with `tls_keyfile`, the server speaks HTTPS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_certfile: Option<String>,
@@ -419,7 +425,7 @@ impl Default for ServerConfig {
         ServerConfig {
             port: default_port(),
             host: None,
-            workers: default_workers(),
+            workers: None,
             tls_certfile: None,
             tls_keyfile: None,
             tls_cafile: None,
@@ -438,6 +444,14 @@ impl ServerConfig {
             Some(CorsSetting::Enabled(true)) => Some(CorsConfig::localhost()),
             Some(CorsSetting::Policy(policy)) => Some(policy.clone()),
             Some(CorsSetting::Enabled(false)) | None => None,
+        }
+    }
+
+    /// Runtime worker threads to serve with: `workers`, else one per CPU core.
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -587,10 +601,6 @@ fn default_port() -> u16 {
     8321
 }
 
-fn default_workers() -> u32 {
-    1
-}
-
 fn default_anonymous_max() -> u64 {
     100
 }
@@ -633,6 +643,16 @@ fn de_port<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u16, D::Error
         }
     }
     d.deserialize_u64(PortVisitor)
+}
+
+/// `server.workers`: a count of at least 1.
+fn de_workers<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
+    let n = u64::deserialize(d)?;
+    u32::try_from(n)
+        .ok()
+        .filter(|n| *n >= 1)
+        .map(Some)
+        .ok_or_else(|| de::Error::invalid_value(Unexpected::Unsigned(n), &"a worker count ≥ 1"))
 }
 
 /// An integer version, also accepted as a numeric string (`version: '2'` in older configs).
@@ -1314,6 +1334,8 @@ mod tests {
                 "server.port: invalid value: integer `70000`, expected a port in 1024..=65535",
             ),
             (&format!("{BASE}server:\n  port: ${{env.PORT}}\n"), &[("PORT", "abc")], "server.port: invalid type: string \"abc\", expected a port in 1024..=65535"),
+            (&format!("{BASE}server:\n  workers: 0\n"), &[], "server.workers: invalid value: integer `0`, expected a worker count ≥ 1"),
+            (&format!("{BASE}server:\n  workers: -2\n"), &[], "server.workers: invalid value"),
             (
                 "distro_name: t\nproviders:\n  inference:\n  - {provider_id: a, provider_type: 5}\n",
                 &[],
@@ -1434,7 +1456,11 @@ mod tests {
         assert_eq!(c.name(), "t");
         assert_eq!(c.server, ServerConfig::default());
         assert_eq!(c.server.port, 8321);
-        assert_eq!(c.server.workers, 1);
+        assert_eq!(c.server.workers, None);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(c.server.worker_threads(), cores);
+        let c = load(&format!("{BASE}server:\n  workers: ${{env.W:=3}}\n"), &[]).unwrap();
+        assert_eq!((c.server.workers, c.server.worker_threads()), (Some(3), 3));
         assert_eq!(c.server.cors_policy(), None);
         assert_eq!(
             c.storage.backends,

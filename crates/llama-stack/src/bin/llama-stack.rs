@@ -15,6 +15,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use llama_stack::config::{ServerConfig, StackConfig};
 use llama_stack::core::api::Api;
 use llama_stack::distribution::{distribution_yaml, DISTRIBUTIONS};
 use llama_stack::server::{routes, Server, ServerOptions};
@@ -46,6 +47,10 @@ enum Command {
         /// Largest request body accepted, in bytes.
         #[arg(long, default_value_t = 16 * 1024 * 1024)]
         max_body_bytes: usize,
+        /// Runtime worker threads serving requests (default: the config's server.workers,
+        /// else one per CPU core).
+        #[arg(long, env = "LLAMA_STACK_WORKERS", value_parser = clap::value_parser!(u32).range(1..))]
+        workers: Option<u32>,
     },
     /// List the provider types compiled into this build.
     ListProviders {
@@ -120,6 +125,7 @@ fn run(cli: Cli) -> Result<(), String> {
             host,
             env,
             max_body_bytes,
+            workers,
         } => {
             for pair in &env {
                 let (k, v) = pair
@@ -129,7 +135,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 std::env::set_var(k, v);
             }
             init_tracing();
+            let config = load_config(&config)?;
+            let threads = worker_threads(workers, &config.server);
             let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start the runtime: {e}"))?;
@@ -149,25 +158,43 @@ fn init_tracing() {
         .try_init();
 }
 
-async fn serve(
-    config: String,
-    port: u16,
-    host: Option<String>,
-    max_body_bytes: usize,
-) -> Result<(), String> {
-    let started = std::time::Instant::now();
-    let builder = Stack::builder();
-    let builder = if Path::new(&config).is_file() {
-        builder.config_file(&config)
-    } else if distribution_yaml(&config).is_some() {
-        builder.distribution(&config)
+/// Reads a run config file or a built-in distribution's config (with `${env.*}` substituted).
+fn load_config(config: &str) -> Result<StackConfig, String> {
+    let loaded = if Path::new(config).is_file() {
+        StackConfig::from_file(config)
+    } else if let Some(yaml) = distribution_yaml(config) {
+        StackConfig::from_yaml_str(yaml)
     } else {
         return Err(format!(
             "'{config}' is neither a run config file nor a built-in distribution ({})",
             DISTRIBUTIONS.join(", ")
         ));
     };
-    let stack = builder.build().await.map_err(|e| e.to_string())?;
+    loaded.map_err(|e| e.to_string())
+}
+
+/// Runtime worker threads: `--workers`, else the config's `server.workers`, else one per
+/// CPU core. Llama Stack's `workers` counts uvicorn processes, each serving on one core; one
+/// Rust process serves on as many cores as it has runtime threads.
+fn worker_threads(cli: Option<u32>, server: &ServerConfig) -> usize {
+    match cli {
+        Some(n) => n as usize,
+        None => server.worker_threads(),
+    }
+}
+
+async fn serve(
+    config: StackConfig,
+    port: u16,
+    host: Option<String>,
+    max_body_bytes: usize,
+) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let stack = Stack::builder()
+        .config(config)
+        .build()
+        .await
+        .map_err(|e| e.to_string())?;
     let host = host.or_else(|| stack.config().server.host.clone());
     let ip: IpAddr = match host.as_deref() {
         Some(h) => h
@@ -217,6 +244,7 @@ async fn serve(
         routes = routes::table().len(),
         auth = %auth,
         quota = stack.config().server.quota.is_some(),
+        workers = tokio::runtime::Handle::current().metrics().num_workers(),
         startup_ms = started.elapsed().as_millis() as u64,
         "listening on {}://{}",
         if server.is_tls() { "https" } else { "http" },
@@ -249,5 +277,37 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_come_from_the_flag_then_the_config_then_the_cores() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let absent = ServerConfig::default();
+        let three = ServerConfig {
+            workers: Some(3),
+            ..ServerConfig::default()
+        };
+        assert_eq!(worker_threads(None, &absent), cores);
+        assert_eq!(worker_threads(None, &three), 3);
+        assert_eq!(worker_threads(Some(5), &three), 5);
+        assert_eq!(worker_threads(Some(1), &absent), 1);
+    }
+
+    #[test]
+    fn workers_flag_rejects_zero() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.command);
+        assert!(parse(&["llama-stack", "run", "starter", "--workers", "0"]).is_err());
+        assert!(matches!(
+            parse(&["llama-stack", "run", "starter", "--workers", "4"]),
+            Ok(Command::Run {
+                workers: Some(4),
+                ..
+            })
+        ));
     }
 }
