@@ -2,7 +2,8 @@
 //!
 //! A batch is not padded: the tokens of all its sequences are stacked into one
 //! `(tokens, hidden)` matrix, so every linear layer is one GEMM over real tokens only and
-//! attention runs per sequence (and head) over that sequence's own tokens. Linear layers
+//! attention runs per sequence (and head) over that sequence's own tokens, as two small
+//! GEMMs (`Q Kᵀ`, then the softmaxed scores times `V`). Linear layers
 //! write their bias first and accumulate the product onto it (`gemm` with `read_dst`),
 //! which also fuses the residual connections. The query projection is pre-scaled by
 //! `1/√head_dim` at load. Work is spread over a dedicated thread pool when more than one
@@ -528,6 +529,45 @@ fn linear(
     if rows == 0 {
         return;
     }
+    if threads.count() > 1 && rows < SMALL_ROWS && l.n_out >= 2 * MIN_COLUMNS {
+        // Few rows (short inputs): the product is split by output columns over the
+        // threads, each running a single-threaded GEMM on its own column range.
+        let parts = threads.count().min(l.n_out / MIN_COLUMNS);
+        let width = l.n_out.div_ceil(parts);
+        let out = SendPtr(dst.as_mut_ptr());
+        let out = &out;
+        (0..parts).into_par_iter().for_each(|p| {
+            let c0 = p * width;
+            let cols = width.min(l.n_out - c0);
+            // SAFETY: as below, restricted to columns c0..c0 + cols of `dst` and rows
+            // c0..c0 + cols of `weight` (c0 + cols ≤ n_out). Parts write disjoint column
+            // ranges of `dst`, so no element is written by two threads.
+            unsafe {
+                gemm(
+                    rows,
+                    cols,
+                    l.n_in,
+                    out.0.add(c0),
+                    1,
+                    l.n_out as isize,
+                    true,
+                    x.as_ptr(),
+                    1,
+                    l.n_in as isize,
+                    l.weight.as_ptr().add(c0 * l.n_in),
+                    l.n_in as isize,
+                    1,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+        });
+        return;
+    }
     // SAFETY: `dst` is rows × n_out (row-major, checked by the slice above), `x` is
     // rows × n_in (row-major, checked by the slice above) and `weight` is n_out × n_in
     // (row-major, checked at load), read as its transpose n_in × n_out through the strides
@@ -557,3 +597,16 @@ fn linear(
         );
     }
 }
+
+/// Below this many rows a product is split by columns over the threads instead of using
+/// the GEMM's own threading (which does not pay off on a handful of rows).
+const SMALL_ROWS: usize = 128;
+/// The fewest output columns one thread takes in a column split.
+const MIN_COLUMNS: usize = 64;
+
+/// The output pointer the column-split workers share (each writes its own columns).
+struct SendPtr(*mut f32);
+// SAFETY: the workers of `linear` write disjoint column ranges through it.
+unsafe impl Sync for SendPtr {}
+// SAFETY: as above.
+unsafe impl Send for SendPtr {}

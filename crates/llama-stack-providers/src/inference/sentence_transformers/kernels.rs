@@ -111,28 +111,6 @@ pub(crate) fn sum(xs: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
-/// The dot product of `a` and `b` (same length), with `LANES` partial sums.
-#[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; LANES];
-    let mut ca = a.chunks_exact(LANES);
-    let mut cb = b.chunks_exact(LANES);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for i in 0..LANES {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    acc.iter().sum::<f32>() + tail
-}
-
 /// Softmax of `row` in place (numerically stable: the maximum is subtracted first).
 pub(crate) fn softmax(row: &mut [f32]) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -279,13 +257,10 @@ mod tests {
     }
 
     #[test]
-    fn dot_and_sum_match_plain_loops() {
+    fn sum_matches_a_plain_loop() {
         for n in [0usize, 1, 15, 16, 17, 32, 100] {
             let a: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
-            let b: Vec<f32> = (0..n).map(|i| 1.0 / (i as f32 + 1.0)).collect();
-            let want_dot: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
             let want_sum: f64 = a.iter().map(|&x| x as f64).sum();
-            assert!((dot(&a, &b) as f64 - want_dot).abs() < 1e-4 * want_dot.abs().max(1.0));
             assert!((sum(&a) as f64 - want_sum).abs() < 1e-4 * want_sum.abs().max(1.0));
         }
     }
