@@ -438,6 +438,9 @@ async fn chat(
                 "x-tenant-id": headers.get("x-tenant-id").and_then(|v| v.to_str().ok()),
                 "model": body["model"],
                 "top_k": body["top_k"],
+                "max_tokens": body["max_tokens"],
+                "max_completion_tokens": body["max_completion_tokens"],
+                "project_id": body["project_id"],
             });
             return Json(completion(&model, &seen.to_string())).into_response();
         }
@@ -1017,4 +1020,121 @@ async fn watsonx_exchanges_its_api_key_for_a_cached_iam_token() {
         !err.message().contains("stale-key"),
         "the key never shows in errors: {err}"
     );
+}
+
+/// The (path, body) pairs a fake upstream received.
+type Seen = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// NVIDIA NIM's text ranking endpoint as documented at
+/// <https://docs.api.nvidia.com/nim/reference/nvidia-llama-3_2-nv-rerankqa-1b-v2-infer>:
+/// `{model, query: {text}, passages: [{text}], truncate}` answers
+/// `{"rankings": [{"index", "logit"}]}`. This fake scores a passage by how many words it
+/// shares with the query and records the bodies it got.
+async fn ranking_server(seen: Seen) -> String {
+    async fn rank(
+        State(seen): State<Seen>,
+        uri: axum::http::Uri,
+        Json(body): Json<Value>,
+    ) -> Json<Value> {
+        seen.lock()
+            .unwrap()
+            .push((uri.path().to_string(), body.clone()));
+        let query: Vec<String> = body["query"]["text"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .map(str::to_lowercase)
+            .collect();
+        let rankings: Vec<Value> = body["passages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let shared = p["text"]
+                    .as_str()
+                    .unwrap()
+                    .split_whitespace()
+                    .filter(|w| query.contains(&w.to_lowercase()))
+                    .count();
+                json!({"index": i, "logit": shared as f64 - 2.5})
+            })
+            .collect();
+        Json(json!({ "rankings": rankings }))
+    }
+    let app = Router::new()
+        .route("/v1/ranking", post(rank))
+        .route(
+            "/v1/models",
+            get(|| async {
+                Json(json!({"object": "list", "data": [
+                    {"id": "nv-rerank-routed", "object": "model"},
+                    {"id": "llm-a", "object": "model"}
+                ]}))
+            }),
+        )
+        .route("/custom/reranking", post(rank))
+        .with_state(seen);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn nvidia_rerank_follows_the_nim_ranking_wire() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let base = ranking_server(seen.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let providers = format!(
+        "  - provider_id: nv\n    provider_type: remote::nvidia\n    config:\n      base_url: {base}/v1\n      api_key: nvapi-test\n      rerank_model_to_url:\n        nv-rerank-routed: {base}/custom/reranking\n"
+    );
+    let extra = "registered_resources:\n  models:\n    - model_id: nv-rerank-default\n      provider_id: nv\n      provider_model_id: nv-rerank-default\n      model_type: rerank\n";
+    let stack = build(stack_yaml(dir.path(), &providers, extra))
+        .await
+        .unwrap();
+    let listed = stack.models().list().await.unwrap().data;
+    let routed = listed
+        .iter()
+        .find(|m| m.identifier == "nv/nv-rerank-routed")
+        .expect("listed");
+    assert_eq!(routed.model_type, ModelType::Rerank);
+
+    let items = [
+        "the cat sat on the mat",
+        "stock markets fell sharply",
+        "a cat and a dog on a mat",
+    ];
+    let req = |model: &str| RerankRequest {
+        model: model.into(),
+        query: RerankItem::Text("cat on mat".into()),
+        items: items
+            .iter()
+            .map(|t| RerankItem::Text(t.to_string()))
+            .collect(),
+        max_num_results: Some(2),
+    };
+    for (model, path) in [
+        ("nv/nv-rerank-routed", "/custom/reranking"),
+        ("nv/nv-rerank-default", "/v1/ranking"),
+    ] {
+        let out = stack.inference().rerank(req(model)).await.unwrap();
+        let order: Vec<u32> = out.data.iter().map(|d| d.index).collect();
+        assert_eq!(order.len(), 2, "max_num_results: {out:?}");
+        assert!(order.contains(&0) && order.contains(&2), "{out:?}");
+        assert!(out.data[0].relevance_score >= out.data[1].relevance_score);
+        let (got_path, body) = seen.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(got_path, path);
+        assert_eq!(body["query"]["text"], "cat on mat");
+        assert_eq!(body["passages"][1]["text"], "stock markets fell sharply");
+        assert_eq!(body["truncate"], "END");
+    }
+
+    let mut bad = req("nv/nv-rerank-routed");
+    bad.items[1] = RerankItem::Part(ContentPart::ImageUrl {
+        image_url: serde_json::from_value(json!({"url": "https://x/y.png"})).unwrap(),
+    });
+    let err = stack.inference().rerank(bad).await.unwrap_err();
+    assert_eq!(err.http_status(), 400, "{err}");
+    assert!(err.message().contains("items[1]"), "{err}");
 }

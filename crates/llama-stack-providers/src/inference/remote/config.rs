@@ -317,7 +317,7 @@ pub fn parse(
     }
     config.fields = map;
     if let Some(secs) = config.refresh_interval_seconds {
-        if !secs.is_finite() || secs < 1.0 || secs > 31_536_000.0 {
+        if !secs.is_finite() || !(1.0..=31_536_000.0).contains(&secs) {
             let field = format!("{path}.refresh_interval_seconds");
             return Err(Error::config(format!(
                 "{field}: must be between 1 and 31536000 seconds, got {secs}"

@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use llama_stack_core::api::inference::{
     ChatCompletion, ChatCompletionRequest, ChatCompletionStream, Completion, CompletionRequest,
-    CompletionStream, EmbeddingsRequest, EmbeddingsResponse, Inference,
+    CompletionStream, ContentPart, EmbeddingsRequest, EmbeddingsResponse, Inference, RerankData,
+    RerankItem, RerankRequest, RerankResponse,
 };
 use llama_stack_core::api::models::{Model, ModelType};
 use llama_stack_core::api::providers::Health;
@@ -206,6 +207,17 @@ impl OpenAiCompatProvider {
         body: Option<&Value>,
     ) -> Result<reqwest::Response> {
         let url = format!("{}{path}", self.base(ctx)?);
+        self.send_to(ctx, method, url, body).await
+    }
+
+    /// [`Self::send`] to a full URL (NVIDIA's per-model rerank endpoints).
+    async fn send_to(
+        &self,
+        ctx: Option<&RequestContext>,
+        method: reqwest::Method,
+        url: String,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response> {
         let key = self.api_key(ctx)?;
         let query: Vec<(&str, String)> = self
             .profile
@@ -503,6 +515,93 @@ impl Inference for OpenAiCompatProvider {
             .await?;
         self.json(resp, fix_embeddings).await
     }
+
+    /// NVIDIA NIM ranking: `POST <rerank_model_to_url[model]>` or `<base_url>/ranking` with
+    /// `{model, query: {text}, passages: [{text}], truncate: "END"}`; the answer's
+    /// `rankings[].logit` becomes `relevance_score` (higher is more relevant).
+    async fn rerank(&self, ctx: &RequestContext, req: RerankRequest) -> Result<RerankResponse> {
+        self.check_model(&req.model)?;
+        let text = |item: &RerankItem, field: String| -> Result<String> {
+            match item {
+                RerankItem::Text(t) | RerankItem::Part(ContentPart::Text { text: t }) => {
+                    Ok(t.clone())
+                }
+                RerankItem::Part(_) => Err(Error::invalid_param(
+                    &field,
+                    "(non-text part)",
+                    &format!(
+                        "Provider '{}' ranks text only; {field} is not text",
+                        self.provider_id
+                    ),
+                )),
+            }
+        };
+        let query = text(&req.query, "query".into())?;
+        let passages = req
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| Ok(json!({ "text": text(item, format!("items[{i}]"))? })))
+            .collect::<Result<Vec<Value>>>()?;
+        let url = match self
+            .config
+            .rerank_model_to_url
+            .as_ref()
+            .and_then(|m| m.get(&req.model))
+        {
+            Some(url) => url.clone(),
+            None => format!("{}/ranking", self.base(Some(ctx))?),
+        };
+        let body = json!({
+            "model": req.model,
+            "query": { "text": query },
+            "passages": passages,
+            "truncate": "END",
+        });
+        let resp = self
+            .send_to(Some(ctx), reqwest::Method::POST, url, Some(&body))
+            .await?;
+        let v: Value = self.json(resp, |_| {}).await?;
+        let rankings = v.get("rankings").and_then(Value::as_array).ok_or_else(|| {
+            Error::upstream(
+                &self.provider_id,
+                502,
+                format!(
+                    "provider '{}': the ranking answer has no `rankings` list",
+                    self.provider_id
+                ),
+            )
+        })?;
+        let mut data = Vec::with_capacity(rankings.len());
+        for r in rankings {
+            let index = r.get("index").and_then(Value::as_u64);
+            let logit = r.get("logit").and_then(Value::as_f64);
+            match (index, logit) {
+                (Some(index), Some(logit)) if (index as usize) < req.items.len() => {
+                    data.push(RerankData {
+                        index: index as u32,
+                        relevance_score: logit as f32,
+                    })
+                }
+                _ => {
+                    return Err(Error::upstream(
+                        &self.provider_id,
+                        502,
+                        format!(
+                            "provider '{}': invalid ranking entry {r} for {} items",
+                            self.provider_id,
+                            req.items.len()
+                        ),
+                    ))
+                }
+            }
+        }
+        data.sort_by(|a, b| b.relevance_score.total_cmp(&a.relevance_score));
+        if let Some(n) = req.max_num_results {
+            data.truncate(n as usize);
+        }
+        Ok(RerankResponse { data })
+    }
 }
 
 #[async_trait]
@@ -551,11 +650,18 @@ impl InferenceProvider for OpenAiCompatProvider {
                 .iter()
                 .find(|(m, _)| *m == id)
                 .map(|(_, dim)| *dim);
+            let reranks = self
+                .config
+                .rerank_model_to_url
+                .as_ref()
+                .is_some_and(|m| m.contains_key(&id));
             let mut model = Model::new(
                 &self.provider_id,
                 &id,
                 if embedding.is_some() {
                     ModelType::Embedding
+                } else if reranks {
+                    ModelType::Rerank
                 } else {
                     ModelType::Llm
                 },

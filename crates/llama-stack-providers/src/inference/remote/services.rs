@@ -196,6 +196,7 @@ pub const SERVICES: &[ServiceProfile] = &[
         .env_defaults(&[("base_url", "NVIDIA_BASE_URL")])
         .extra(&["timeout", "rerank_model_to_url"])
         .defaults(&[("timeout", "60")])
+        .caps(InferenceCaps { rerank: true, ..FULL })
         .embeddings(&[
             ("nvidia/llama-3.2-nv-embedqa-1b-v2", 2048),
             ("nvidia/nv-embedqa-e5-v5", 1024),
