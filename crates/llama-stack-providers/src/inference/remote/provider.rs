@@ -279,6 +279,12 @@ impl OpenAiCompatProvider {
             .bytes()
             .await
             .map_err(|e| self.upstream.transport_error(&e))?;
+        // Straight into `T` when the upstream sent every field `T` requires; otherwise
+        // through a `Value` where `fixup` fills them (fixups only fill required fields,
+        // so both paths give the same result).
+        if let Ok(parsed) = serde_json::from_slice::<T>(&bytes) {
+            return Ok(parsed);
+        }
         let mut value: Value = serde_json::from_slice(&bytes).map_err(|e| self.malformed(e))?;
         fixup(&mut value);
         serde_json::from_value(value).map_err(|e| self.malformed(e))

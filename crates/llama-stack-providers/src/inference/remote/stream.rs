@@ -122,11 +122,20 @@ pub(crate) fn malformed(upstream: &Upstream, detail: &str) -> Error {
     )
 }
 
+/// One event's JSON as `T`. An event that has every field `T` requires and no `error` is
+/// parsed straight into `T`; any other goes through a `Value`, where an `error` object
+/// becomes a typed error and `fixup` fills the fields the upstream left out (fixups only
+/// fill fields `T` requires, so both paths give the same result).
 fn decode<T: DeserializeOwned>(
     data: &str,
     upstream: &Upstream,
     fixup: fn(&mut Value),
 ) -> Result<T> {
+    if !data.contains("\"error\"") {
+        if let Ok(chunk) = serde_json::from_str::<T>(data) {
+            return Ok(chunk);
+        }
+    }
     let mut value: Value =
         serde_json::from_str(data).map_err(|e| malformed(upstream, &format!("{e}")))?;
     if let Some(err) = value.get("error").filter(|e| !e.is_null()) {
