@@ -249,8 +249,9 @@ for ep in "${endpoints[@]}"; do
     if [ "$PYTHON_LS" = 1 ]; then
       read -r prps pp50 pp99 perr <<<"${best[python $ep $c]}"
       line+=" | $prps | $(fmt_us "$pp50") | $(fmt_us "$pp99")"
-      line+=" | $(awk -v a="$orps" -v b="$prps" 'BEGIN {printf "%.1f×", a / b}')"
-      line+=" | $(awk -v a="$op99" -v b="$pp99" 'BEGIN {printf "%.3f", a / b}') |"
+      # A peer that completed no request (all failed or timed out) has no ratio.
+      line+=" | $(awk -v a="$orps" -v b="$prps" 'BEGIN {if (b > 0) printf "%.1f×", a / b; else printf "—"}')"
+      line+=" | $(awk -v a="$op99" -v b="$pp99" 'BEGIN {if (b > 0) printf "%.3f", a / b; else printf "—"}') |"
       [ "$perr" = 0 ] || line+=" Python errors: $perr"
     else
       line+=" | | | | | |"

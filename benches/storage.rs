@@ -9,7 +9,9 @@
 //! Each case runs at concurrency 1 and 32 and prints ops/s and p50/p99 latency.
 //! Needs PostgreSQL on 127.0.0.1:5432 (db `test`, user `postgres`) and Redis on
 //! 127.0.0.1:6379: `cargo bench --bench storage --features postgres-redis`.
-//! `LLAMA_STACK_BENCH_OPS` sets the operations per case (default 20000).
+//! `LLAMA_STACK_BENCH_OPS` sets the operations per case (default 20000); the cases with a
+//! raw peer alternate ours and raw for `LLAMA_STACK_BENCH_ROUNDS` rounds (default 3) and
+//! report each side's best.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::future::Future;
@@ -71,6 +73,42 @@ where
         p50: pct(0.50),
         p99: pct(0.99),
     }
+}
+
+/// Measures `ours` and `raw` in turn, `LLAMA_STACK_BENCH_ROUNDS` times each (default 3),
+/// and keeps each side's best round (highest throughput): on a shared machine one round
+/// is noisy. Round `r` calls `op(r * ops + i)`, so inserted keys stay unique.
+async fn compare<F, Fut, G, Gut>(ops: usize, c: usize, ours: Arc<F>, raw: Arc<G>) -> (Stats, Stats)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+    G: Fn(usize) -> Gut + Send + Sync + 'static,
+    Gut: Future<Output = ()> + Send,
+{
+    let rounds: usize = std::env::var("LLAMA_STACK_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let keep = |best: &mut Option<Stats>, s: Stats| {
+        if best.as_ref().is_none_or(|b| s.ops_per_sec > b.ops_per_sec) {
+            *best = Some(s);
+        }
+    };
+    let (mut best_ours, mut best_raw) = (None, None);
+    for r in 0..rounds {
+        let o = ours.clone();
+        keep(
+            &mut best_ours,
+            measure(ops, c, move |i| o(r * ops + i)).await,
+        );
+        let g = raw.clone();
+        keep(
+            &mut best_raw,
+            measure(ops, c, move |i| g(r * ops + i)).await,
+        );
+    }
+    (best_ours.unwrap(), best_raw.unwrap())
 }
 
 fn report(case: &str, c: usize, ours: &Stats, raw: Option<&Stats>) {
@@ -144,17 +182,16 @@ async fn bench_redis(ops: usize) {
         .unwrap();
     for c in [1, 32] {
         let s = store.clone();
-        let ours = measure(ops, c, move |i| {
+        let ours = Arc::new(move |i: usize| {
             let s = s.clone();
             async move {
                 s.set(&format!("bench:k{}", i % 1000), "v-xxxxxxxxxxxx", None)
                     .await
                     .unwrap()
             }
-        })
-        .await;
+        });
         let r = raw.clone();
-        let base = measure(ops, c, move |i| {
+        let base = Arc::new(move |i: usize| {
             let mut r = r.clone();
             async move {
                 let _: () = redis::cmd("SET")
@@ -164,19 +201,18 @@ async fn bench_redis(ops: usize) {
                     .await
                     .unwrap();
             }
-        })
-        .await;
+        });
+        let (ours, base) = compare(ops, c, ours, base).await;
         report("kv_redis set", c, &ours, Some(&base));
         let s = store.clone();
-        let ours = measure(ops, c, move |i| {
+        let ours = Arc::new(move |i: usize| {
             let s = s.clone();
             async move {
                 s.get(&format!("bench:k{}", i % 1000)).await.unwrap();
             }
-        })
-        .await;
+        });
         let r = raw.clone();
-        let base = measure(ops, c, move |i| {
+        let base = Arc::new(move |i: usize| {
             let mut r = r.clone();
             async move {
                 let _: Option<String> = redis::cmd("GET")
@@ -185,8 +221,8 @@ async fn bench_redis(ops: usize) {
                     .await
                     .unwrap();
             }
-        })
-        .await;
+        });
+        let (ours, base) = compare(ops, c, ours, base).await;
         report("kv_redis get", c, &ours, Some(&base));
     }
     let ns = Arc::new(NamespacedKv::new(store.clone(), "benchscan"));
@@ -240,17 +276,16 @@ async fn bench_kv_postgres(ops: usize) {
     );
     for c in [1, 32] {
         let s = store.clone();
-        let ours = measure(ops, c, move |i| {
+        let ours = Arc::new(move |i: usize| {
             let s = s.clone();
             async move {
                 s.set(&format!("k{}", i % 1000), "v-xxxxxxxxxxxx", None)
                     .await
                     .unwrap()
             }
-        })
-        .await;
+        });
         let (r, st) = (raw.clone(), prepare_all(&raw, &set_sql).await);
-        let base = measure(ops, c, move |i| {
+        let base = Arc::new(move |i: usize| {
             let (r, st) = (r.clone(), st.clone());
             async move {
                 let client = &r[i % c];
@@ -260,19 +295,18 @@ async fn bench_kv_postgres(ops: usize) {
                     .await
                     .unwrap();
             }
-        })
-        .await;
+        });
+        let (ours, base) = compare(ops, c, ours, base).await;
         report("kv_postgres set", c, &ours, Some(&base));
         let s = store.clone();
-        let ours = measure(ops, c, move |i| {
+        let ours = Arc::new(move |i: usize| {
             let s = s.clone();
             async move {
                 s.get(&format!("k{}", i % 1000)).await.unwrap();
             }
-        })
-        .await;
+        });
         let (r, st) = (raw.clone(), prepare_all(&raw, &get_sql).await);
-        let base = measure(ops, c, move |i| {
+        let base = Arc::new(move |i: usize| {
             let (r, st) = (r.clone(), st.clone());
             async move {
                 let client = &r[i % c];
@@ -282,8 +316,8 @@ async fn bench_kv_postgres(ops: usize) {
                     .await
                     .unwrap();
             }
-        })
-        .await;
+        });
+        let (ours, base) = compare(ops, c, ours, base).await;
         report("kv_postgres get", c, &ours, Some(&base));
         let s = store.clone();
         let ours = measure(ops / 20, c, move |_| {
@@ -327,7 +361,7 @@ async fn bench_sql_postgres(ops: usize) {
     let raw = raw_pool(32).await;
     for c in [1, 32] {
         let (s, t) = (store.clone(), table.clone());
-        let ours = measure(ops, c, move |i| {
+        let ours = Arc::new(move |i: usize| {
             let (s, t) = (s.clone(), t.clone());
             async move {
                 let row = json!({"id": format!("o{c}-{i}"), "n": i, "body": {"k": i}});
@@ -335,11 +369,10 @@ async fn bench_sql_postgres(ops: usize) {
                     .await
                     .unwrap();
             }
-        })
-        .await;
+        });
         let sql = format!("INSERT INTO \"{table}\" (\"body\", \"id\", \"n\") VALUES ($1, $2, $3)");
         let (r, st) = (raw.clone(), prepare_all(&raw, &sql).await);
-        let base = measure(ops, c, move |i| {
+        let base = Arc::new(move |i: usize| {
             let (r, st) = (r.clone(), st.clone());
             async move {
                 let client = &r[i % c];
@@ -350,24 +383,23 @@ async fn bench_sql_postgres(ops: usize) {
                     .await
                     .unwrap();
             }
-        })
-        .await;
+        });
+        let (ours, base) = compare(ops, c, ours, base).await;
         report("sql_postgres insert", c, &ours, Some(&base));
         let (s, t) = (store.clone(), table.clone());
-        let ours = measure(ops, c, move |i| {
+        let ours = Arc::new(move |i: usize| {
             let (s, t) = (s.clone(), t.clone());
             async move {
                 let f = Filter::eq("id", format!("o{c}-{}", i % 1000));
                 s.fetch_one(&t, Some(&f)).await.unwrap().unwrap();
             }
-        })
-        .await;
+        });
         let sql = format!(
             "SELECT \"id\"::text, \"n\"::bigint, \"body\"::text FROM \"{table}\" \
              WHERE \"id\" = $1 ORDER BY \"id\" LIMIT 1"
         );
         let (r, st) = (raw.clone(), prepare_all(&raw, &sql).await);
-        let base = measure(ops, c, move |i| {
+        let base = Arc::new(move |i: usize| {
             let (r, st) = (r.clone(), st.clone());
             async move {
                 let client = &r[i % c];
@@ -379,8 +411,8 @@ async fn bench_sql_postgres(ops: usize) {
                 let body: String = row.get(2);
                 let _: serde_json::Value = serde_json::from_str(&body).unwrap();
             }
-        })
-        .await;
+        });
+        let (ours, base) = compare(ops, c, ours, base).await;
         report("sql_postgres fetch_one", c, &ours, Some(&base));
     }
     raw_pg()
