@@ -54,9 +54,9 @@ MOCK=$TARGET/release/mock-openai
 if [ "$PYTHON_LS" = 1 ] && [ ! -x "$LS_VENV/bin/llama" ]; then
   echo "creating the Python Llama Stack venv in $LS_VENV"
   "$PYTHON" -m venv "$LS_VENV"
-  # llama-stack 0.7 imports `McpError`, which mcp 2 renamed; with SQLAlchemy 2.1 its
-  # SQLite stores create no tables.
-  "$LS_VENV/bin/pip" install -q 'llama-stack>=0.7,<0.8' 'mcp<2' 'sqlalchemy<2.1'
+  # llama-stack 0.7 imports `McpError`, which mcp 2 renamed; with SQLAlchemy 2.1 or
+  # aiosqlite 0.22 its SQLite inference store fails under load ("no such table").
+  "$LS_VENV/bin/pip" install -q 'llama-stack>=0.7,<0.8' 'mcp<2' 'sqlalchemy<2.1' 'aiosqlite<0.22'
 fi
 if [ "$PYTHON_LS" = 1 ] && [ "$INLINE" = 1 ] && [ "$PY_INLINE" = 1 ] &&
   ! "$LS_VENV/bin/python" -c 'import sentence_transformers' 2>/dev/null; then
