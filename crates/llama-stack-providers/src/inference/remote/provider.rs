@@ -1,7 +1,8 @@
 //! [`OpenAiCompatProvider`]: the Inference API against any OpenAI-compatible service,
 //! shaped by the service's [`ServiceProfile`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::RwLock;
 
 use async_trait::async_trait;
 use llama_stack_core::api::inference::{
@@ -56,7 +57,14 @@ pub struct OpenAiCompatProvider {
     upstream: Upstream,
     /// IBM Cloud IAM tokens (watsonx), when the service exchanges its API key.
     iam: Option<IamTokens>,
+    /// Request URLs parsed once (at most [`PARSED_URLS`] of them): parsing one costs more
+    /// than the rest of building a request.
+    urls: RwLock<HashMap<String, reqwest::Url>>,
 }
+
+/// How many parsed request URLs a provider keeps (its paths on its base URL, and
+/// per-request base URLs up to this bound).
+const PARSED_URLS: usize = 64;
 
 impl std::fmt::Debug for OpenAiCompatProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,7 +132,30 @@ impl OpenAiCompatProvider {
             forward,
             upstream,
             iam,
+            urls: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// `url` parsed, from the cache when it was parsed before; `None` when it does not
+    /// parse (the request then fails in the HTTP client with its own message).
+    fn parsed_url(&self, url: &str) -> Option<reqwest::Url> {
+        if let Some(parsed) = self
+            .urls
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(url)
+        {
+            return Some(parsed.clone());
+        }
+        let parsed = reqwest::Url::parse(url).ok()?;
+        let mut urls = self
+            .urls
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if urls.len() < PARSED_URLS {
+            urls.insert(url.to_string(), parsed.clone());
+        }
+        Some(parsed)
     }
 
     /// The service profile.
@@ -249,9 +280,13 @@ impl OpenAiCompatProvider {
             None => None,
         };
         let client = self.upstream.client();
+        let parsed = self.parsed_url(&url);
         self.upstream
             .send(|| {
-                let mut rb = client.request(method.clone(), &url);
+                let mut rb = match &parsed {
+                    Some(parsed) => client.request(method.clone(), parsed.clone()),
+                    None => client.request(method.clone(), &url),
+                };
                 if !query.is_empty() {
                     rb = rb.query(&query);
                 }
