@@ -17,6 +17,7 @@
     clippy::print_stderr
 )]
 
+mod common;
 mod inference_conformance;
 
 use std::collections::HashMap;
@@ -44,25 +45,7 @@ use serde_json::{json, Value};
 // Stacks
 
 fn stack_yaml(dir: &std::path::Path, providers: &str, extra: &str) -> String {
-    format!(
-        r#"version: 2
-distro_name: remote-test
-providers:
-  inference:
-{providers}
-storage:
-  backends:
-    kv_default: {{type: kv_sqlite, db_path: "{dir}/kv.db"}}
-    sql_default: {{type: sql_sqlite, db_path: "{dir}/sql.db"}}
-  stores:
-    metadata: {{backend: kv_default, namespace: registry}}
-    inference: {{backend: sql_default, table_name: inference_store}}
-    conversations: {{backend: sql_default, table_name: openai_conversations}}
-    prompts: {{backend: kv_default, namespace: prompts}}
-    connectors: {{backend: kv_default, namespace: connectors}}
-{extra}"#,
-        dir = dir.display()
-    )
+    common::sqlite_run_config(dir, "remote-test", providers, extra)
 }
 
 async fn build(yaml: String) -> Result<Stack> {
@@ -472,10 +455,7 @@ async fn fault_server() -> (Arc<Faults>, String) {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/models", get(models))
         .with_state(faults.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (faults, format!("http://{addr}/v1"))
+    (faults, format!("{}/v1", common::serve_local(app).await))
 }
 
 /// A stack with one `remote::openai` provider `fault` at `url`, plus `config` lines.
@@ -796,15 +776,7 @@ async fn missing_keys_allowed_models_and_listing() {
         "  - provider_id: nokey\n    provider_type: remote::openai\n    config:\n      base_url: {url}\n      api_key: ${{env.LLAMA_STACK_TEST_UNSET_KEY_VAR:=}}\n  - provider_id: fault\n    provider_type: remote::openai\n    config:\n      base_url: {url}\n      api_key: k\n      allowed_models: [ok-model, echo]\n"
     );
     let stack = build(stack_yaml(dir.path(), &providers, "")).await.unwrap();
-    let ids: Vec<String> = stack
-        .models()
-        .list()
-        .await
-        .unwrap()
-        .data
-        .into_iter()
-        .map(|m| m.identifier)
-        .collect();
+    let ids = common::model_ids(stack.models()).await;
     assert!(ids.contains(&"fault/ok-model".to_string()), "{ids:?}");
     assert!(ids.contains(&"fault/echo".to_string()), "{ids:?}");
     assert!(
@@ -893,17 +865,7 @@ async fn refresh_interval_seconds_re_lists_models_on_its_own_interval() {
         "      refresh_models: true\n      refresh_interval_seconds: 1\n",
     )
     .await;
-    let listed = || async {
-        stack
-            .models()
-            .list()
-            .await
-            .unwrap()
-            .data
-            .into_iter()
-            .map(|m| m.identifier)
-            .collect::<Vec<_>>()
-    };
+    let listed = || common::model_ids(stack.models());
     assert!(!listed().await.contains(&"fault/late-model".to_string()));
     faults.models.lock().unwrap().push("late-model".into());
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -966,10 +928,7 @@ async fn iam_server(exchanges: Arc<Mutex<Vec<String>>>) -> String {
             ),
         )
         .with_state(exchanges);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    common::serve_local(app).await
 }
 
 #[tokio::test]
@@ -1075,10 +1034,7 @@ async fn ranking_server(seen: Seen) -> String {
         )
         .route("/custom/reranking", post(rank))
         .with_state(seen);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    common::serve_local(app).await
 }
 
 #[tokio::test]

@@ -13,6 +13,8 @@
     clippy::print_stderr
 )]
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -540,35 +542,14 @@ async fn fake() -> (Arc<Fake>, String) {
         .route("/v1beta/models", get(gemini_models))
         .route("/v1beta/models/{*rest}", post(gemini_post))
         .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (state, format!("http://{addr}"))
+    (state, common::serve_local(app).await)
 }
 
 // ---------------------------------------------------------------------------------------
 // Stacks
 
 fn stack_yaml(dir: &std::path::Path, providers: &str) -> String {
-    format!(
-        r#"version: 2
-distro_name: native-remote-test
-providers:
-  inference:
-{providers}
-storage:
-  backends:
-    kv_default: {{type: kv_sqlite, db_path: "{dir}/kv.db"}}
-    sql_default: {{type: sql_sqlite, db_path: "{dir}/sql.db"}}
-  stores:
-    metadata: {{backend: kv_default, namespace: registry}}
-    inference: {{backend: sql_default, table_name: inference_store}}
-    conversations: {{backend: sql_default, table_name: openai_conversations}}
-    prompts: {{backend: kv_default, namespace: prompts}}
-    connectors: {{backend: kv_default, namespace: connectors}}
-"#,
-        dir = dir.display()
-    )
+    common::sqlite_run_config(dir, "native-remote-test", providers, "")
 }
 
 /// A stack with `claude` (`remote::anthropic`) and `gemini` (`remote::gemini`) at `url`,
@@ -654,15 +635,7 @@ async fn anthropic_models_are_listed_page_by_page_and_filtered() {
         "      allowed_models: [claude-3-5-haiku-20241022, gemini-2.0-flash]\n",
     )
     .await;
-    let ids: Vec<String> = stack
-        .models()
-        .list()
-        .await
-        .unwrap()
-        .data
-        .into_iter()
-        .map(|m| m.identifier)
-        .collect();
+    let ids = common::model_ids(stack.models()).await;
     assert!(
         ids.contains(&"claude/claude-3-5-haiku-20241022".into()),
         "{ids:?}"

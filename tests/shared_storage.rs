@@ -73,12 +73,8 @@ async fn build(yaml: &str) -> Result<Stack> {
         .await
 }
 
-fn ids(list: &[llama_stack::core::api::models::Model]) -> Vec<String> {
-    list.iter().map(|m| m.identifier.clone()).collect()
-}
-
 async fn listed(stack: &Stack) -> Vec<String> {
-    ids(&stack.models().list().await.unwrap().data)
+    common::model_ids(stack.models()).await
 }
 
 /// Drops what a run left on the shared servers.

@@ -75,15 +75,7 @@ async fn registered_resources_appear_once_across_rebuilds() {
     let dir = tempfile::tempdir().unwrap();
     for _ in 0..3 {
         let stack = build(dir.path(), REGISTERED).await.unwrap();
-        let ids: Vec<String> = stack
-            .models()
-            .list()
-            .await
-            .unwrap()
-            .data
-            .into_iter()
-            .map(|m| m.identifier)
-            .collect();
+        let ids = common::model_ids(stack.models()).await;
         assert_eq!(
             ids,
             [
@@ -309,18 +301,7 @@ async fn users_see_only_what_the_default_policy_allows() {
         .register(RegisterModelRequest::new("alice-model").with_provider_id("echo"))
         .await
         .unwrap();
-    let visible = |s: &Stack, u: &User| {
-        let h = s.as_user(u.clone()).models();
-        async move {
-            h.list()
-                .await
-                .unwrap()
-                .data
-                .into_iter()
-                .map(|m| m.identifier)
-                .collect::<Vec<_>>()
-        }
-    };
+    let visible = |s: &Stack, u: &User| common::model_ids(s.as_user(u.clone()).models());
     assert!(visible(&stack, &alice)
         .await
         .contains(&"echo/alice-model".to_string()));
@@ -515,16 +496,7 @@ async fn disabled_providers_are_skipped() {
 #[tokio::test]
 async fn provider_listings_replace_what_the_provider_no_longer_lists() {
     let dir = tempfile::tempdir().unwrap();
-    let ids = |s: Stack| async move {
-        s.models()
-            .list()
-            .await
-            .unwrap()
-            .data
-            .into_iter()
-            .map(|m| m.identifier)
-            .collect::<Vec<_>>()
-    };
+    let ids = |s: Stack| async move { common::model_ids(s.models()).await };
     let stack = build(dir.path(), REGISTERED).await.unwrap();
     assert!(ids(stack).await.contains(&"echo/listed-2".to_string()));
     drop(build(dir.path(), "").await.unwrap());

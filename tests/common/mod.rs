@@ -180,17 +180,21 @@ pub fn echo_spec() -> ProviderSpec {
     )
 }
 
-/// A run config with the echo provider and SQLite storage under `dir`.
-pub fn echo_config(dir: &std::path::Path, extra: &str) -> String {
+/// A run config named `distro` with `providers` (YAML list items under
+/// `providers.inference`), SQLite storage under `dir` for every store, then `extra`
+/// (top-level YAML).
+pub fn sqlite_run_config(
+    dir: &std::path::Path,
+    distro: &str,
+    providers: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"version: 2
-distro_name: test
+distro_name: {distro}
 providers:
   inference:
-  - provider_id: echo
-    provider_type: inline::echo
-    config:
-      models: [listed-1, listed-2]
+{providers}
 storage:
   backends:
     kv_default: {{type: kv_sqlite, db_path: "{dir}/kv.db"}}
@@ -204,4 +208,34 @@ storage:
 {extra}"#,
         dir = dir.display()
     )
+}
+
+/// A run config with the echo provider and SQLite storage under `dir`.
+pub fn echo_config(dir: &std::path::Path, extra: &str) -> String {
+    sqlite_run_config(
+        dir,
+        "test",
+        "  - provider_id: echo\n    provider_type: inline::echo\n    config:\n      models: [listed-1, listed-2]",
+        extra,
+    )
+}
+
+/// Serves `app` on a fresh local port; returns `http://127.0.0.1:<port>`.
+pub async fn serve_local(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// The identifiers of the models `models` lists.
+pub async fn model_ids(models: llama_stack::ModelsHandle) -> Vec<String> {
+    models
+        .list()
+        .await
+        .unwrap()
+        .data
+        .into_iter()
+        .map(|m| m.identifier)
+        .collect()
 }
