@@ -539,63 +539,58 @@ fn linear(
         (0..parts).into_par_iter().for_each(|p| {
             let c0 = p * width;
             let cols = width.min(l.n_out - c0);
-            // SAFETY: as below, restricted to columns c0..c0 + cols of `dst` and rows
-            // c0..c0 + cols of `weight` (c0 + cols ≤ n_out). Parts write disjoint column
-            // ranges of `dst`, so no element is written by two threads.
-            unsafe {
-                gemm(
-                    rows,
-                    cols,
-                    l.n_in,
-                    out.0.add(c0),
-                    1,
-                    l.n_out as isize,
-                    true,
-                    x.as_ptr(),
-                    1,
-                    l.n_in as isize,
-                    l.weight.as_ptr().add(c0 * l.n_in),
-                    l.n_in as isize,
-                    1,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
-            }
+            // SAFETY: `out` points at `dst`, rows × n_out as checked above; parts write
+            // disjoint column ranges c0..c0 + cols ≤ n_out, so no element is written by two
+            // threads.
+            unsafe { product_columns(l, x, rows, out.0, c0, cols, Parallelism::None) };
         });
         return;
     }
-    // SAFETY: `dst` is rows × n_out (row-major, checked by the slice above), `x` is
-    // rows × n_in (row-major, checked by the slice above) and `weight` is n_out × n_in
-    // (row-major, checked at load), read as its transpose n_in × n_out through the strides
-    // (column stride n_in, row stride 1). The three buffers do not overlap: `dst` is a
-    // unique borrow.
+    // SAFETY: `dst` is rows × n_out (checked by the slice above) and a unique borrow.
     unsafe {
-        gemm(
-            rows,
-            l.n_out,
-            l.n_in,
-            dst.as_mut_ptr(),
-            1,
-            l.n_out as isize,
-            true,
-            x.as_ptr(),
-            1,
-            l.n_in as isize,
-            l.weight.as_ptr(),
-            l.n_in as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            threads.gemm_par(),
-        );
+        product_columns(l, x, rows, dst.as_mut_ptr(), 0, l.n_out, threads.gemm_par());
     }
+}
+
+/// Accumulates columns `c0..c0 + cols` of `x · weightᵀ` onto the same columns of `dst`.
+///
+/// # Safety
+/// `dst` must point at a rows × n_out row-major matrix that nothing else reads or writes
+/// in those columns during the call, and `c0 + cols ≤ n_out`. `x` is rows × n_in row-major
+/// (its length is checked by the caller's slice) and `weight` n_out × n_in row-major
+/// (checked at load), read as its transpose through the strides (column stride n_in,
+/// row stride 1) from row `c0`.
+unsafe fn product_columns(
+    l: &Linear,
+    x: &[f32],
+    rows: usize,
+    dst: *mut f32,
+    c0: usize,
+    cols: usize,
+    parallelism: Parallelism,
+) {
+    debug_assert!(c0 + cols <= l.n_out && x.len() >= rows * l.n_in);
+    gemm(
+        rows,
+        cols,
+        l.n_in,
+        dst.add(c0),
+        1,
+        l.n_out as isize,
+        true,
+        x.as_ptr(),
+        1,
+        l.n_in as isize,
+        l.weight.as_ptr().add(c0 * l.n_in),
+        l.n_in as isize,
+        1,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        parallelism,
+    );
 }
 
 /// Below this many rows a product is split by columns over the threads instead of using
