@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod access;
+pub mod authorized;
 pub mod api;
 pub mod context;
 pub mod error;

@@ -9,7 +9,16 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::access::AccessPolicy;
+use crate::api::files::Files;
 use crate::api::inference::Inference;
+use crate::api::vector_io::{
+    AttachFileRequest, Chunk, ChunkSearch, CreateFileBatchRequest, CreateVectorStoreRequest,
+    FileContentRequest, ListVectorStoreFilesRequest, NewVectorStore, UpdateVectorStoreFileRequest,
+    UpdateVectorStoreRequest, VectorStore, VectorStoreFileBatchObject, VectorStoreFileContent,
+    VectorStoreFileList, VectorStoreFileObject, VectorStoreObject,
+};
+use crate::context::RequestContext;
 use crate::api::models::Model;
 use crate::api::providers::Health;
 use crate::api::Api;
@@ -94,12 +103,129 @@ pub trait InferenceProvider: Inference {
     }
 }
 
+/// A files provider: the Files API plus health.
+#[async_trait]
+pub trait FilesProvider: Files {
+    /// Provider health.
+    async fn health(&self) -> Health {
+        Health::not_implemented()
+    }
+}
+
+/// A vector_io provider: holds vector stores, their files and chunks.
+///
+/// The router has already resolved the store through the routing table (access checked)
+/// and validated the request; `store` is the routing table's entry, and objects returned
+/// carry `store.identifier` as their store id.
+#[async_trait]
+pub trait VectorIoProvider: Send + Sync {
+    /// Creates a store (files in `req.file_ids` are attached before it returns).
+    async fn create_vector_store(
+        &self,
+        ctx: &RequestContext,
+        store: &VectorStore,
+        new: &NewVectorStore,
+        req: CreateVectorStoreRequest,
+    ) -> Result<VectorStoreObject>;
+    /// The store's object.
+    async fn get_vector_store(&self, ctx: &RequestContext, store: &VectorStore) -> Result<VectorStoreObject>;
+    /// Updates name, expiry or metadata.
+    async fn update_vector_store(
+        &self,
+        ctx: &RequestContext,
+        store: &VectorStore,
+        req: UpdateVectorStoreRequest,
+    ) -> Result<VectorStoreObject>;
+    /// Deletes the store, its file records and chunks.
+    async fn delete_vector_store(&self, ctx: &RequestContext, store: &VectorStore) -> Result<()>;
+    /// Inserts (or replaces) chunks, embedding those without a vector.
+    async fn insert_chunks(&self, ctx: &RequestContext, store: &VectorStore, chunks: Vec<Chunk>) -> Result<()>;
+    /// Runs a search: the chunks and scores, best first.
+    async fn search(
+        &self,
+        ctx: &RequestContext,
+        store: &VectorStore,
+        search: ChunkSearch,
+    ) -> Result<Vec<(Chunk, f64)>>;
+    /// Attaches a file (synchronously).
+    async fn attach_file(
+        &self,
+        ctx: &RequestContext,
+        store: &VectorStore,
+        req: AttachFileRequest,
+    ) -> Result<VectorStoreFileObject>;
+    /// The store's files.
+    async fn list_files(
+        &self,
+        ctx: &RequestContext,
+        store: &VectorStore,
+        req: ListVectorStoreFilesRequest,
+    ) -> Result<VectorStoreFileList>;
+    /// One attached file.
+    async fn get_file(&self, ctx: &RequestContext, store: &VectorStore, file_id: &str) -> Result<VectorStoreFileObject>;
+    /// Replaces a file's attributes (on its chunks too).
+    async fn update_file(
+        &self,
+        ctx: &RequestContext,
+        store: &VectorStore,
+        file_id: &str,
+        req: UpdateVectorStoreFileRequest,
+    ) -> Result<VectorStoreFileObject>;
+    /// Removes a file and its chunks.
+    async fn delete_file(&self, ctx: &RequestContext, store: &VectorStore, file_id: &str) -> Result<()>;
+    /// A file's chunks in order.
+    async fn file_content(
+        &self,
+        ctx: &RequestContext,
+        store: &VectorStore,
+        file_id: &str,
+        req: FileContentRequest,
+    ) -> Result<VectorStoreFileContent>;
+    /// Starts a background batch.
+    async fn create_file_batch(
+        &self,
+        ctx: &RequestContext,
+        store: &VectorStore,
+        req: CreateFileBatchRequest,
+    ) -> Result<VectorStoreFileBatchObject>;
+    /// A batch.
+    async fn get_file_batch(
+        &self,
+        ctx: &RequestContext,
+        store: &VectorStore,
+        batch_id: &str,
+    ) -> Result<VectorStoreFileBatchObject>;
+    /// A batch's files.
+    async fn list_file_batch_files(
+        &self,
+        ctx: &RequestContext,
+        store: &VectorStore,
+        batch_id: &str,
+        req: ListVectorStoreFilesRequest,
+    ) -> Result<VectorStoreFileList>;
+    /// Cancels a batch.
+    async fn cancel_file_batch(
+        &self,
+        ctx: &RequestContext,
+        store: &VectorStore,
+        batch_id: &str,
+    ) -> Result<VectorStoreFileBatchObject>;
+    /// Provider health.
+    async fn health(&self) -> Health {
+        Health::not_implemented()
+    }
+}
+
 /// A built provider, by API.
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum ProviderInstance {
     /// An inference provider.
     Inference(Arc<dyn InferenceProvider>),
+    /// A files provider.
+    Files(Arc<dyn FilesProvider>),
+    /// A vector_io provider.
+    VectorIo(Arc<dyn VectorIoProvider>),
 }
 
 impl ProviderInstance {
@@ -107,6 +233,8 @@ impl ProviderInstance {
     pub fn api(&self) -> Api {
         match self {
             ProviderInstance::Inference(_) => Api::Inference,
+            ProviderInstance::Files(_) => Api::Files,
+            ProviderInstance::VectorIo(_) => Api::VectorIo,
         }
     }
 
@@ -114,6 +242,8 @@ impl ProviderInstance {
     pub async fn health(&self) -> Health {
         match self {
             ProviderInstance::Inference(p) => p.health().await,
+            ProviderInstance::Files(p) => p.health().await,
+            ProviderInstance::VectorIo(p) => p.health().await,
         }
     }
 }
@@ -130,6 +260,8 @@ impl fmt::Debug for ProviderInstance {
 pub enum ApiHandle {
     /// The inference router.
     Inference(Arc<dyn Inference>),
+    /// The files router.
+    Files(Arc<dyn Files>),
 }
 
 /// The routers of the APIs a provider declared as dependencies.
@@ -158,6 +290,14 @@ impl ProviderDeps {
             )),
         }
     }
+
+    /// The files router, if the provider declared the dependency and files are configured.
+    pub fn files(&self) -> Option<Arc<dyn Files>> {
+        match self.handles.get(&Api::Files) {
+            Some(ApiHandle::Files(f)) => Some(f.clone()),
+            _ => None,
+        }
+    }
 }
 
 /// Opens stores from the run config's named storage backends.
@@ -184,6 +324,8 @@ pub struct ProviderContext {
     pub deps: ProviderDeps,
     /// Access to the configured storage backends.
     pub storage: Arc<dyn StorageResolver>,
+    /// The stack's access policy (for providers that keep per-owner records).
+    pub policy: Arc<AccessPolicy>,
 }
 
 impl ProviderContext {

@@ -182,6 +182,7 @@ pub async fn resolve(
                 config_path: format!("{}.config", entry.path),
                 deps: provider_deps,
                 storage: storage.clone(),
+                policy: policy.clone(),
             };
             let instance = spec.factory.create(ctx).await.map_err(|e| {
                 if e.kind() == crate::ErrorKind::Config {

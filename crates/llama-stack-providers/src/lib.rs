@@ -14,7 +14,9 @@
 
 #[cfg(any(feature = "inline-candle", feature = "inline-sentence-transformers"))]
 mod hub;
+pub mod files;
 pub mod inference;
+pub mod vector_io;
 
 use llama_stack_core::provider::ProviderSpec;
 

@@ -33,7 +33,10 @@
 //! reconnect by themselves once the server is back.
 #![deny(missing_docs)]
 
-pub mod authorized;
+/// The access-controlled SQL wrapper (it lives in core so providers can use it too).
+pub mod authorized {
+    pub use llama_stack_core::authorized::*;
+}
 pub mod config;
 pub mod inference_store;
 pub mod kv;

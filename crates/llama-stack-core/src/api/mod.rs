@@ -1,10 +1,12 @@
 //! One module per API: request/response types with the exact wire field names and one
 //! object-safe async trait.
 
+pub mod files;
 pub mod inference;
 pub mod inspect;
 pub mod models;
 pub mod providers;
+pub mod vector_io;
 
 /// Serde helper: deserializes a present value, rejecting an explicit `null`
 /// (Llama Stack answers 400 to `"dimensions": null`).

@@ -21,11 +21,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use llama_stack_core::access::{AccessPolicy, Action, ProtectedResource};
-use llama_stack_core::storage::{
+use crate::access::{AccessPolicy, Action, ProtectedResource};
+use crate::storage::{
     ColumnDef, ColumnType, Cursor, FetchQuery, Filter, Page, Row, SqlStore, TableSchema,
 };
-use llama_stack_core::{Error, Result, User};
+use crate::{Error, Result, User};
 use serde_json::Value;
 
 /// The column holding the principal of the row's writer (`""` = anonymous).

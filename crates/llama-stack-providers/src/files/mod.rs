@@ -1,0 +1,4 @@
+//! Files providers.
+
+#[cfg(feature = "inline-localfs")]
+pub mod localfs;
