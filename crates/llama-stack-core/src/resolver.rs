@@ -8,14 +8,16 @@ use serde_json::Value;
 
 use crate::access::AccessPolicy;
 use crate::api::models::Model;
+use crate::api::vector_io::VectorStore;
 use crate::api::Api;
 use crate::error::{Error, Result};
 use crate::provider::{
-    ApiHandle, InferenceProvider, ProviderContext, ProviderDeps, ProviderInstance,
-    ProviderRegistry, StorageResolver,
+    ApiHandle, FilesProvider, InferenceProvider, ProviderContext, ProviderDeps, ProviderInstance,
+    ProviderRegistry, StorageResolver, VectorIoProvider,
 };
 use crate::router::{
-    InferenceRouter, InspectService, ModelsRouter, ProviderEntry, ProvidersService,
+    FilesRouter, InferenceRouter, InspectService, ModelsRouter, ProviderEntry, ProvidersService,
+    VectorIoRouter, VectorStoresConfig,
 };
 use crate::routing_table::RoutingTable;
 use crate::storage::KvStore;
@@ -41,6 +43,10 @@ pub struct Resolved {
     pub inference: Arc<InferenceRouter>,
     /// The models router.
     pub models: Arc<ModelsRouter>,
+    /// The files router.
+    pub files: Arc<FilesRouter>,
+    /// The vector IO router.
+    pub vector_io: Arc<VectorIoRouter>,
     /// The providers service.
     pub providers: Arc<ProvidersService>,
     /// The inspect service.
@@ -120,6 +126,7 @@ pub async fn resolve(
     storage: Arc<dyn StorageResolver>,
     registry_kv: Arc<dyn KvStore>,
     policy: Arc<AccessPolicy>,
+    vector_stores: VectorStoresConfig,
 ) -> Result<Resolved> {
     // Specs and dependencies.
     let mut seen_ids: HashMap<(Api, String), String> = HashMap::new();
@@ -156,13 +163,18 @@ pub async fn resolve(
     }
     let order = dependency_order(&apis, &deps)?;
 
-    let models_table = Arc::new(RoutingTable::<Model>::new(registry_kv, policy));
+    let models_table = Arc::new(RoutingTable::<Model>::new(registry_kv.clone(), policy.clone()));
     models_table.reload().await?;
+    let stores_table = Arc::new(RoutingTable::<VectorStore>::new(registry_kv, policy.clone()));
+    stores_table.reload().await?;
 
     let mut handles = ProviderDeps::default();
     let mut built: Vec<ProviderEntry> = Vec::new();
     let mut inference_providers: HashMap<String, Arc<dyn InferenceProvider>> = HashMap::new();
     let mut inference_router = None;
+    let mut files_provider: Option<(String, Arc<dyn FilesProvider>)> = None;
+    let mut files_router: Option<Arc<FilesRouter>> = None;
+    let mut vector_io_providers: HashMap<String, Arc<dyn VectorIoProvider>> = HashMap::new();
     for api in order {
         for (entry, spec) in entries.iter().zip(&specs).filter(|(e, _)| e.api == api) {
             let mut provider_deps = ProviderDeps::default();
@@ -205,6 +217,18 @@ pub async fn resolve(
                 ProviderInstance::Inference(p) => {
                     inference_providers.insert(entry.provider_id.clone(), p.clone());
                 }
+                ProviderInstance::Files(p) => {
+                    if let Some((first, _)) = &files_provider {
+                        return Err(Error::config(format!(
+                            "{}: only one files provider can be configured ('{first}' is already)",
+                            entry.path
+                        )));
+                    }
+                    files_provider = Some((entry.provider_id.clone(), p.clone()));
+                }
+                ProviderInstance::VectorIo(p) => {
+                    vector_io_providers.insert(entry.provider_id.clone(), p.clone());
+                }
             }
             built.push(ProviderEntry {
                 api,
@@ -222,9 +246,23 @@ pub async fn resolve(
             handles.insert(Api::Inference, ApiHandle::Inference(router.clone()));
             inference_router = Some(router);
         }
+        if api == Api::Files {
+            let router = Arc::new(FilesRouter::new(files_provider.clone()));
+            handles.insert(Api::Files, ApiHandle::Files(router.clone()));
+            files_router = Some(router);
+        }
     }
     let inference = inference_router
         .unwrap_or_else(|| Arc::new(InferenceRouter::new(models_table.clone(), HashMap::new())));
+    let inference_dyn: Arc<dyn crate::api::inference::Inference> = inference.clone();
+    let vector_io = Arc::new(VectorIoRouter::new(
+        stores_table,
+        models_table.clone(),
+        vector_io_providers,
+        Some(inference_dyn),
+        vector_stores,
+    )?);
+    let files = files_router.unwrap_or_else(|| Arc::new(FilesRouter::new(None)));
     let models = Arc::new(ModelsRouter::new(models_table, inference_providers));
 
     let mut provider_types: BTreeMap<Api, Vec<String>> = BTreeMap::new();
@@ -237,6 +275,8 @@ pub async fn resolve(
     Ok(Resolved {
         inference,
         models,
+        files,
+        vector_io,
         providers: Arc::new(ProvidersService::new(built)),
         inspect: Arc::new(InspectService::new(provider_types)),
     })
@@ -245,6 +285,7 @@ pub async fn resolve(
 fn handles_get(handles: &ProviderDeps, api: Api) -> Option<ApiHandle> {
     match api {
         Api::Inference => handles.inference().ok().map(ApiHandle::Inference),
+        Api::Files => handles.files().map(ApiHandle::Files),
         _ => None,
     }
 }

@@ -10,6 +10,9 @@
 //! | `inline-sentence-transformers` | `inline::sentence-transformers` | local sentence embeddings |
 //! | `remote-openai-compat` | `remote::openai`, `remote::vllm`, `remote::ollama`, `remote::llama-cpp-server`, `remote::tgi`, `remote::fireworks`, `remote::together`, `remote::groq`, `remote::sambanova`, `remote::cerebras`, `remote::nvidia`, `remote::databricks`, `remote::runpod`, `remote::llama-openai-compat`, `remote::azure`, `remote::watsonx`, `remote::passthrough` | OpenAI-compatible remote services |
 //! | `remote-native` | `remote::anthropic`, `remote::gemini` | Anthropic's Messages API and Google's Gemini API in their own protocols |
+//! | `inline-localfs` | `inline::localfs` | files on local disk, metadata in a SQL store |
+//! | `inline-sqlite-vec` | `inline::sqlite-vec` | vector stores in SQLite (sqlite-vec + FTS5) |
+//! | `inline-faiss` | `inline::faiss` | vector stores in an in-process HNSW index |
 #![deny(missing_docs)]
 
 #[cfg(any(feature = "inline-candle", feature = "inline-sentence-transformers"))]
@@ -32,5 +35,11 @@ pub fn builtin_providers() -> Vec<ProviderSpec> {
     specs.extend(inference::remote::specs());
     #[cfg(feature = "remote-native")]
     specs.extend([inference::anthropic::spec(), inference::gemini::spec()]);
+    #[cfg(feature = "inline-localfs")]
+    specs.push(files::localfs::spec());
+    #[cfg(feature = "inline-sqlite-vec")]
+    specs.push(vector_io::sqlite_vec::spec());
+    #[cfg(feature = "inline-faiss")]
+    specs.push(vector_io::faiss::spec());
     specs
 }

@@ -56,8 +56,8 @@ pub mod storage;
 pub use llama_stack_core as core;
 pub use llama_stack_core::{Error, ErrorKind, RequestContext, Result, User};
 pub use stack::{
-    InferenceHandle, InspectHandle, ModelsHandle, ProvidersHandle, Scope, Stack, StackBuilder,
-    MODEL_REFRESH_INTERVAL,
+    FilesHandle, InferenceHandle, InspectHandle, ModelsHandle, ProvidersHandle, Scope, Stack,
+    StackBuilder, VectorIoHandle, MODEL_REFRESH_INTERVAL,
 };
 
 /// The types most applications need.
@@ -67,5 +67,10 @@ pub mod prelude {
     pub use llama_stack_core::api::inference::{
         ChatCompletionRequest, CompletionRequest, EmbeddingsRequest, Message, ResponseFormat, Tool,
     };
+    pub use llama_stack_core::api::files::{FilePurpose, UploadFileRequest};
     pub use llama_stack_core::api::models::{ModelType, RegisterModelRequest};
+    pub use llama_stack_core::api::vector_io::{
+        AttachFileRequest, AttributeFilter, Chunk, ChunkingStrategy, CreateVectorStoreRequest,
+        SearchVectorStoreRequest,
+    };
 }

@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use llama_stack_core::access::{AccessPolicy, RoutePolicy};
+use llama_stack_core::api::files::{
+    FileContent, FileDeleted, FileList, FileObject, Files, ListFilesRequest, UploadFileRequest,
+};
 use llama_stack_core::api::inference::{
     ChatCompletion, ChatCompletionList, ChatCompletionRequest, ChatCompletionStream, Completion,
     CompletionRequest, CompletionStream, EmbeddingsRequest, EmbeddingsResponse, Inference,
@@ -18,10 +21,21 @@ use llama_stack_core::api::models::{
     ListModelsResponse, Model, Models, OpenAiListModelsResponse, RegisterModelRequest,
 };
 use llama_stack_core::api::providers::{ListProvidersResponse, ProviderInfo, Providers};
+use llama_stack_core::api::vector_io::{
+    AttachFileRequest, CreateFileBatchRequest, CreateVectorStoreRequest, FileContentRequest,
+    InsertChunksRequest, ListVectorStoreFilesRequest, ListVectorStoresRequest,
+    QueryChunksRequest, QueryChunksResponse, SearchResponse, SearchVectorStoreRequest,
+    UpdateVectorStoreFileRequest, UpdateVectorStoreRequest, VectorIo, VectorStoreDeleted,
+    VectorStoreFileBatchObject, VectorStoreFileContent, VectorStoreFileDeleted,
+    VectorStoreFileList, VectorStoreFileObject, VectorStoreList, VectorStoreObject,
+};
 use llama_stack_core::api::Api;
 use llama_stack_core::provider::{ProviderRegistry, ProviderSpec, StorageResolver};
 use llama_stack_core::resolver::{self, ProviderConfigEntry, Resolved};
-use llama_stack_core::router::{InferenceRouter, InspectService, ModelsRouter, ProvidersService};
+use llama_stack_core::router::{
+    FilesRouter, InferenceRouter, InspectService, ModelsRouter, ProvidersService, VectorIoRouter,
+    VectorStoresConfig,
+};
 use llama_stack_core::{Error, RequestContext, Result, User};
 use llama_stack_storage::inference_store::SqlInferenceStore;
 use tokio::task::JoinSet;
@@ -176,13 +190,27 @@ impl StackBuilder {
             }
         }
 
+        let vector_stores_config: VectorStoresConfig = match &config.vector_stores {
+            Some(v) => llama_stack_core::provider::parse_at_path(v, "vector_stores")?,
+            None => VectorStoresConfig::default(),
+        };
         let storage_dyn: Arc<dyn StorageResolver> = storage.clone();
         let Resolved {
             inference,
             models,
+            files,
+            vector_io,
             providers,
             inspect,
-        } = resolver::resolve(&registry, entries, storage_dyn, registry_kv, policy.clone()).await?;
+        } = resolver::resolve(
+            &registry,
+            entries,
+            storage_dyn,
+            registry_kv,
+            policy.clone(),
+            vector_stores_config,
+        )
+        .await?;
 
         if let Some(r) = &config.storage.stores.inference {
             let prefixed = |e: Error| e.with_prefix("storage.stores.inference");
@@ -216,6 +244,20 @@ impl StackBuilder {
             }
         }
 
+        for (i, v) in config.registered_resources.vector_stores.iter().enumerate() {
+            vector_io
+                .register_from_config(
+                    &v.vector_store_id,
+                    &v.embedding_model,
+                    v.embedding_dimension,
+                    v.provider_id.as_deref(),
+                    v.provider_vector_store_id.as_deref(),
+                    v.vector_store_name.as_deref(),
+                )
+                .await
+                .map_err(|e| e.with_prefix(&format!("registered_resources.vector_stores[{i}]")))?;
+        }
+
         let mut tasks = JoinSet::new();
         // One refresh loop per provider, each on its own interval (a slow listing does not
         // delay the others).
@@ -239,6 +281,8 @@ impl StackBuilder {
                 config,
                 inference,
                 models,
+                files,
+                vector_io,
                 providers,
                 inspect,
                 policy,
@@ -254,6 +298,8 @@ struct StackInner {
     config: StackConfig,
     inference: Arc<InferenceRouter>,
     models: Arc<ModelsRouter>,
+    files: Arc<FilesRouter>,
+    vector_io: Arc<VectorIoRouter>,
     providers: Arc<ProvidersService>,
     inspect: Arc<InspectService>,
     policy: Arc<AccessPolicy>,
@@ -347,6 +393,26 @@ impl Stack {
         self.scope().providers()
     }
 
+    /// The Files API as the anonymous caller.
+    pub fn files(&self) -> FilesHandle {
+        self.scope().files()
+    }
+
+    /// The VectorIO API (vector stores, chunks) as the anonymous caller.
+    pub fn vector_io(&self) -> VectorIoHandle {
+        self.scope().vector_io()
+    }
+
+    /// The files router as a trait object.
+    pub fn files_api(&self) -> Arc<dyn Files> {
+        self.inner.files.clone()
+    }
+
+    /// The vector IO router as a trait object.
+    pub fn vector_io_api(&self) -> Arc<dyn VectorIo> {
+        self.inner.vector_io.clone()
+    }
+
     /// The Inspect API as the anonymous caller.
     pub fn inspect(&self) -> InspectHandle {
         self.scope().inspect()
@@ -416,6 +482,182 @@ impl Scope {
             api: self.stack.inner.inspect.clone(),
             ctx: self.ctx.clone(),
         }
+    }
+
+    /// The Files API.
+    pub fn files(&self) -> FilesHandle {
+        FilesHandle {
+            api: self.stack.inner.files.clone(),
+            ctx: self.ctx.clone(),
+        }
+    }
+
+    /// The VectorIO API.
+    pub fn vector_io(&self) -> VectorIoHandle {
+        VectorIoHandle {
+            api: self.stack.inner.vector_io.clone(),
+            ctx: self.ctx.clone(),
+        }
+    }
+}
+
+/// The Files API bound to a request context.
+#[derive(Clone)]
+pub struct FilesHandle {
+    api: Arc<FilesRouter>,
+    ctx: RequestContext,
+}
+
+impl FilesHandle {
+    /// Uploads a file.
+    pub async fn upload(&self, req: UploadFileRequest) -> Result<FileObject> {
+        self.api.upload_file(&self.ctx, req).await
+    }
+
+    /// A page of files.
+    pub async fn list(&self, req: ListFilesRequest) -> Result<FileList> {
+        self.api.list_files(&self.ctx, req).await
+    }
+
+    /// One file's metadata.
+    pub async fn get(&self, file_id: &str) -> Result<FileObject> {
+        self.api.get_file(&self.ctx, file_id).await
+    }
+
+    /// One file's bytes.
+    pub async fn content(&self, file_id: &str) -> Result<FileContent> {
+        self.api.file_content(&self.ctx, file_id).await
+    }
+
+    /// Deletes a file.
+    pub async fn delete(&self, file_id: &str) -> Result<FileDeleted> {
+        self.api.delete_file(&self.ctx, file_id).await
+    }
+}
+
+/// The VectorIO API (OpenAI vector stores and Llama Stack chunks) bound to a request context.
+#[derive(Clone)]
+pub struct VectorIoHandle {
+    api: Arc<VectorIoRouter>,
+    ctx: RequestContext,
+}
+
+impl VectorIoHandle {
+    /// Creates a vector store.
+    pub async fn create_vector_store(&self, req: CreateVectorStoreRequest) -> Result<VectorStoreObject> {
+        self.api.create_vector_store(&self.ctx, req).await
+    }
+
+    /// A page of vector stores.
+    pub async fn list_vector_stores(&self, req: ListVectorStoresRequest) -> Result<VectorStoreList> {
+        self.api.list_vector_stores(&self.ctx, req).await
+    }
+
+    /// One vector store.
+    pub async fn get_vector_store(&self, id: &str) -> Result<VectorStoreObject> {
+        self.api.get_vector_store(&self.ctx, id).await
+    }
+
+    /// Updates a vector store.
+    pub async fn update_vector_store(
+        &self,
+        id: &str,
+        req: UpdateVectorStoreRequest,
+    ) -> Result<VectorStoreObject> {
+        self.api.update_vector_store(&self.ctx, id, req).await
+    }
+
+    /// Deletes a vector store and its chunks.
+    pub async fn delete_vector_store(&self, id: &str) -> Result<VectorStoreDeleted> {
+        self.api.delete_vector_store(&self.ctx, id).await
+    }
+
+    /// Searches a vector store.
+    pub async fn search(&self, id: &str, req: SearchVectorStoreRequest) -> Result<SearchResponse> {
+        self.api.search_vector_store(&self.ctx, id, req).await
+    }
+
+    /// Attaches an uploaded file (parse, chunk, embed, insert).
+    pub async fn attach_file(&self, id: &str, req: AttachFileRequest) -> Result<VectorStoreFileObject> {
+        self.api.attach_file(&self.ctx, id, req).await
+    }
+
+    /// A page of a store's files.
+    pub async fn list_files(
+        &self,
+        id: &str,
+        req: ListVectorStoreFilesRequest,
+    ) -> Result<VectorStoreFileList> {
+        self.api.list_vector_store_files(&self.ctx, id, req).await
+    }
+
+    /// One attached file.
+    pub async fn get_file(&self, id: &str, file_id: &str) -> Result<VectorStoreFileObject> {
+        self.api.get_vector_store_file(&self.ctx, id, file_id).await
+    }
+
+    /// Replaces an attached file's attributes.
+    pub async fn update_file(
+        &self,
+        id: &str,
+        file_id: &str,
+        req: UpdateVectorStoreFileRequest,
+    ) -> Result<VectorStoreFileObject> {
+        self.api.update_vector_store_file(&self.ctx, id, file_id, req).await
+    }
+
+    /// Removes a file and its chunks from a store.
+    pub async fn delete_file(&self, id: &str, file_id: &str) -> Result<VectorStoreFileDeleted> {
+        self.api.delete_vector_store_file(&self.ctx, id, file_id).await
+    }
+
+    /// An attached file's chunks.
+    pub async fn file_content(
+        &self,
+        id: &str,
+        file_id: &str,
+        req: FileContentRequest,
+    ) -> Result<VectorStoreFileContent> {
+        self.api.vector_store_file_content(&self.ctx, id, file_id, req).await
+    }
+
+    /// Starts attaching several files in the background.
+    pub async fn create_file_batch(
+        &self,
+        id: &str,
+        req: CreateFileBatchRequest,
+    ) -> Result<VectorStoreFileBatchObject> {
+        self.api.create_file_batch(&self.ctx, id, req).await
+    }
+
+    /// A file batch.
+    pub async fn get_file_batch(&self, id: &str, batch_id: &str) -> Result<VectorStoreFileBatchObject> {
+        self.api.get_file_batch(&self.ctx, id, batch_id).await
+    }
+
+    /// A file batch's files.
+    pub async fn list_file_batch_files(
+        &self,
+        id: &str,
+        batch_id: &str,
+        req: ListVectorStoreFilesRequest,
+    ) -> Result<VectorStoreFileList> {
+        self.api.list_file_batch_files(&self.ctx, id, batch_id, req).await
+    }
+
+    /// Cancels a file batch.
+    pub async fn cancel_file_batch(&self, id: &str, batch_id: &str) -> Result<VectorStoreFileBatchObject> {
+        self.api.cancel_file_batch(&self.ctx, id, batch_id).await
+    }
+
+    /// Inserts chunks (embedding those without a vector).
+    pub async fn insert_chunks(&self, req: InsertChunksRequest) -> Result<()> {
+        self.api.insert_chunks(&self.ctx, req).await
+    }
+
+    /// The chunks nearest to a query.
+    pub async fn query_chunks(&self, req: QueryChunksRequest) -> Result<QueryChunksResponse> {
+        self.api.query_chunks(&self.ctx, req).await
     }
 }
 

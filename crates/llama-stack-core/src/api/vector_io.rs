@@ -723,10 +723,11 @@ pub struct VectorStoreObject {
 }
 
 /// Chunking of attached files.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ChunkingStrategy {
     /// 800-token chunks overlapping by 400.
+    #[default]
     Auto,
     /// Explicit sizes.
     Static {
@@ -734,12 +735,6 @@ pub enum ChunkingStrategy {
         #[serde(rename = "static")]
         config: StaticChunking,
     },
-}
-
-impl Default for ChunkingStrategy {
-    fn default() -> Self {
-        ChunkingStrategy::Auto
-    }
 }
 
 /// Sizes of static chunking.

@@ -2,15 +2,19 @@
 //! table, swapping in the provider's own id and calling the provider. Cross-cutting work
 //! (validation, access checks, capability checks, tracing spans) happens here, once.
 
+pub mod files;
 pub mod inference;
 pub mod inspect;
 pub mod models;
 pub mod providers;
+pub mod vector_io;
 
+pub use files::FilesRouter;
 pub use inference::InferenceRouter;
 pub use inspect::InspectService;
 pub use models::ModelsRouter;
 pub use providers::{ProviderEntry, ProvidersService};
+pub use vector_io::{VectorIoRouter, VectorStoresConfig};
 
 /// Unix time in seconds.
 pub(crate) fn now_unix() -> i64 {

@@ -1,0 +1,290 @@
+//! Files and vector stores in library mode: the vector_io conformance suite against
+//! `inline::sqlite-vec` and `inline::faiss`, with `inline::localfs` files and the real
+//! all-MiniLM-L6-v2 embedding model from the shared Hugging Face cache (without it the
+//! tests print "skip"; under `CI=true` they fail instead), plus the Files API itself.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
+
+mod vector_io_conformance;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use llama_stack::core::api::files::{FilePurpose, ListFilesRequest, UploadFileRequest};
+use llama_stack::core::storage::Order;
+use llama_stack::{ErrorKind, Stack, User};
+use vector_io_conformance::Target;
+
+/// Points the hub cache at the shared models (once) and says whether the embedding model is there.
+fn model_present() -> bool {
+    static PRESENT: OnceLock<bool> = OnceLock::new();
+    *PRESENT.get_or_init(|| {
+        let dir = std::env::var_os("HF_HUB_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/models/hub"));
+        std::env::set_var("HF_HUB_CACHE", &dir);
+        std::env::set_var("HF_HUB_OFFLINE", "1");
+        let present = dir.join("models--sentence-transformers--all-MiniLM-L6-v2").is_dir();
+        if !present {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!("the embedding model is missing from {} (CI must have it)", dir.display());
+            }
+            eprintln!("skip: embedding model not found in {}", dir.display());
+        }
+        present
+    })
+}
+
+/// A run config with local embeddings, localfs files and the given vector_io providers.
+fn config(dir: &Path, vector_io: &str, files_extra: &str) -> String {
+    format!(
+        r#"version: 2
+distro_name: vector-test
+providers:
+  inference:
+  - provider_id: sentence-transformers
+    provider_type: inline::sentence-transformers
+    config: {{}}
+  files:
+  - provider_id: builtin-files
+    provider_type: inline::localfs
+    config:
+      storage_dir: {dir}/files
+      metadata_store: {{backend: sql_default, table_name: files_metadata}}
+{files_extra}
+  vector_io:
+{vector_io}
+storage:
+  backends:
+    kv_default: {{type: kv_sqlite, db_path: "{dir}/kv.db"}}
+    sql_default: {{type: sql_sqlite, db_path: "{dir}/sql.db"}}
+  stores:
+    metadata: {{backend: kv_default, namespace: registry}}
+    inference: {{backend: sql_default, table_name: inference_store}}
+registered_resources:
+  models:
+  - model_id: sentence-transformers/all-MiniLM-L6-v2
+    provider_id: sentence-transformers
+    model_type: embedding
+    metadata: {{embedding_dimension: 384}}
+vector_stores:
+  default_embedding_model: {{provider_id: sentence-transformers, model_id: sentence-transformers/all-MiniLM-L6-v2}}
+"#,
+        dir = dir.display()
+    )
+}
+
+const SQLITE_VEC: &str = r#"  - provider_id: sqlite-vec
+    provider_type: inline::sqlite-vec
+    config:
+      db_path: {dir}/sqlite_vec.db
+      persistence: {backend: kv_default, namespace: "vector_io::sqlite_vec"}"#;
+
+const FAISS: &str = r#"  - provider_id: faiss
+    provider_type: inline::faiss
+    config:
+      persistence: {backend: kv_default, namespace: "vector_io::faiss"}
+      index_dir: {dir}/faiss"#;
+
+fn target(label: &str, provider_id: &str, vector_io: &'static str, min_recall: f64) -> (Target, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let build = move || {
+        let yaml = config(&path, &vector_io.replace("{dir}", &path.display().to_string()), "");
+        Box::pin(async move { Stack::builder().config_yaml(yaml).build().await.unwrap() })
+            as std::pin::Pin<Box<dyn std::future::Future<Output = Stack> + Send>>
+    };
+    (
+        Target {
+            label: label.into(),
+            provider_id: provider_id.into(),
+            build: Box::new(build),
+            min_recall,
+            keyword: true,
+        },
+        dir,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_sqlite_vec() {
+    if !model_present() {
+        return;
+    }
+    let (t, _dir) = target("inline::sqlite-vec", "sqlite-vec", SQLITE_VEC, 0.99);
+    vector_io_conformance::run_all(&t).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_faiss() {
+    if !model_present() {
+        return;
+    }
+    let (t, _dir) = target("inline::faiss", "faiss", FAISS, 0.95);
+    vector_io_conformance::run_all(&t).await;
+}
+
+/// Both providers in one stack: stores go where they are asked to, and a create that
+/// names none needs `vector_stores.default_provider_id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_providers_route_by_store() {
+    if !model_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let both = format!("{}\n{}", SQLITE_VEC.replace("{dir}", &d), FAISS.replace("{dir}", &d));
+    let stack = Stack::builder().config_yaml(config(dir.path(), &both, "")).build().await.unwrap();
+    use llama_stack::core::api::vector_io::*;
+    let e = stack.vector_io().create_vector_store(Default::default()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+    assert!(e.message().contains("default_provider_id"), "{e}");
+    let a = stack
+        .vector_io()
+        .create_vector_store(CreateVectorStoreRequest { provider_id: Some("faiss".into()), ..Default::default() })
+        .await
+        .unwrap();
+    // Llama Stack's extras inside metadata work too, and are not kept as user metadata twice.
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("provider_id".into(), "sqlite-vec".into());
+    metadata.insert("team".into(), "search".into());
+    let b = stack
+        .vector_io()
+        .create_vector_store(CreateVectorStoreRequest { metadata, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(a.metadata["provider_id"], "faiss");
+    assert_eq!(b.metadata["provider_id"], "sqlite-vec");
+    assert_eq!(b.metadata["team"], "search");
+    for s in [&a, &b] {
+        stack
+            .vector_io()
+            .insert_chunks(InsertChunksRequest {
+                vector_store_id: s.id.clone(),
+                chunks: vec![Chunk::new("x", format!("only in {}", s.metadata["provider_id"]))],
+                ttl_seconds: None,
+            })
+            .await
+            .unwrap();
+    }
+    let r = stack.vector_io().search(&a.id, SearchVectorStoreRequest::new("only in")).await.unwrap();
+    assert_eq!(r.data.len(), 1);
+    assert_eq!(r.data[0].content[0].text, "only in \"faiss\"");
+    let list = stack.vector_io().list_vector_stores(ListVectorStoresRequest { order: Some(Order::Asc), ..Default::default() }).await.unwrap();
+    let mut ids: Vec<String> = list.data.iter().map(|s| s.id.clone()).collect();
+    ids.sort();
+    let mut want = vec![a.id.clone(), b.id.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+}
+
+/// The Files API on `inline::localfs`: upload, list (order, purpose, cursors), get,
+/// content, delete, expiry, size limit, per-user ownership.
+#[tokio::test]
+async fn files_api_localfs() {
+    if !model_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let yaml = config(dir.path(), &SQLITE_VEC.replace("{dir}", &d), "      ttl_secs: 2\n      max_file_size_bytes: 1000");
+    let stack = Stack::builder().config_yaml(yaml).build().await.unwrap();
+    let files = stack.files();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let purpose = if i % 2 == 0 { FilePurpose::Assistants } else { FilePurpose::Batch };
+        let f = files
+            .upload(UploadFileRequest::new(format!("f{i}.txt"), format!("content {i}").into_bytes(), purpose))
+            .await
+            .unwrap();
+        assert!(f.id.starts_with("file-") && f.id.len() == 37, "{}", f.id);
+        assert_eq!(f.bytes, 9);
+        assert_eq!(f.expires_at, Some(f.created_at + 2), "ttl_secs applies");
+        ids.push(f.id);
+        // Distinct creation seconds are not needed: the id breaks ties.
+    }
+    let all = files.list(ListFilesRequest::default()).await.unwrap();
+    assert_eq!(all.data.len(), 5);
+    assert_eq!(all.object, "list");
+    let batch = files.list(ListFilesRequest { purpose: Some(FilePurpose::Batch), ..Default::default() }).await.unwrap();
+    assert_eq!(batch.data.len(), 2);
+    let p1 = files.list(ListFilesRequest { limit: Some(2), order: Some(Order::Asc), ..Default::default() }).await.unwrap();
+    assert!(p1.has_more);
+    let p2 = files
+        .list(ListFilesRequest { limit: Some(10), order: Some(Order::Asc), after: Some(p1.last_id.clone()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(p1.data.len() + p2.data.len(), 5, "pages cover everything once");
+    assert!(!p2.has_more);
+    let e = files.list(ListFilesRequest { after: Some("file-ffffffffffffffffffffffffffffffff".into()), ..Default::default() }).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+
+    let c = files.content(&ids[0]).await.unwrap();
+    assert_eq!(c.content, b"content 0");
+    assert_eq!(c.filename, "f0.txt");
+    let d = files.delete(&ids[1]).await.unwrap();
+    assert!(d.deleted);
+    assert_eq!(files.get(&ids[1]).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(files.delete(&ids[1]).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(files.content("file-../../etc/passwd").await.unwrap_err().kind(), ErrorKind::NotFound);
+
+    // Size limit → 413.
+    let e = files
+        .upload(UploadFileRequest::new("big.bin", vec![7u8; 1001], FilePurpose::Assistants))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PayloadTooLarge);
+    assert_eq!(e.http_status(), 413);
+    let e = files
+        .upload(UploadFileRequest::new("x.txt", b"x".to_vec(), FilePurpose::Assistants).expires_after(60))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest, "expires_after below one hour");
+    let long = files
+        .upload(UploadFileRequest::new("x.txt", b"x".to_vec(), FilePurpose::Assistants).expires_after(7200))
+        .await
+        .unwrap();
+    assert_eq!(long.expires_at, Some(long.created_at + 7200));
+
+    // Another user sees none of it.
+    let bob = stack.as_user(User::new("bob"));
+    assert!(bob.files().list(ListFilesRequest::default()).await.unwrap().data.is_empty());
+    assert_eq!(bob.files().content(&ids[0]).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(bob.files().delete(&ids[0]).await.unwrap_err().kind(), ErrorKind::NotFound);
+
+    // Expiry: gone from reads and lists, and from disk.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_eq!(files.get(&ids[0]).await.unwrap_err().kind(), ErrorKind::NotFound);
+    let left = files.list(ListFilesRequest::default()).await.unwrap();
+    assert_eq!(left.data.iter().map(|f| f.id.clone()).collect::<Vec<_>>(), vec![long.id.clone()]);
+    assert!(!dir.path().join("files").join(&ids[2]).exists(), "expired bytes removed");
+    assert!(dir.path().join("files").join(&long.id).exists());
+}
+
+/// From a path and from a reader.
+#[tokio::test]
+async fn uploads_from_path_and_reader() {
+    if !model_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let stack = Stack::builder().config_yaml(config(dir.path(), &SQLITE_VEC.replace("{dir}", &d), "")).build().await.unwrap();
+    let path = dir.path().join("from-disk.md");
+    std::fs::write(&path, "# From disk").unwrap();
+    let f = stack.files().upload(UploadFileRequest::from_path(&path, FilePurpose::Assistants).await.unwrap()).await.unwrap();
+    assert_eq!(f.filename, "from-disk.md");
+    assert_eq!(f.expires_at, None);
+    let reader = std::io::Cursor::new(b"streamed".to_vec());
+    let f = stack
+        .files()
+        .upload(UploadFileRequest::from_reader("r.txt", reader, FilePurpose::Batch).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stack.files().content(&f.id).await.unwrap().content, b"streamed");
+}
