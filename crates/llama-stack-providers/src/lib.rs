@@ -38,8 +38,8 @@ pub fn builtin_providers() -> Vec<ProviderSpec> {
     #[cfg(feature = "inline-localfs")]
     specs.push(files::localfs::spec());
     #[cfg(feature = "inline-sqlite-vec")]
-    specs.push(vector_io::sqlite_vec::spec());
+    specs.push(vector_io::sqlite_vec_provider::spec());
     #[cfg(feature = "inline-faiss")]
-    specs.push(vector_io::faiss::spec());
+    specs.push(vector_io::faiss_provider::spec());
     specs
 }

@@ -20,6 +20,94 @@ pub mod faiss;
 #[cfg(feature = "vector-io")]
 pub use specs::*;
 
+/// `inline::sqlite-vec`: its config and spec.
+#[cfg(feature = "inline-sqlite-vec")]
+pub mod sqlite_vec_provider {
+/// The provider type.
+pub const PROVIDER_TYPE: &str = "inline::sqlite-vec";
+
+/// Config of `inline::sqlite-vec`.
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteVecConfig {
+    /// The SQLite file holding chunks, vectors and the full-text index (`~` expands).
+    pub db_path: String,
+    /// Where vector store, file and batch records live.
+    pub persistence: crate::vector_io::KvStoreRef,
+    /// Ingestion and search settings.
+    #[serde(default, flatten)]
+    pub settings: crate::vector_io::service::ServiceSettings,
+}
+
+/// The spec of `inline::sqlite-vec` (alias `inline::sqlite_vec`).
+pub fn spec() -> llama_stack_core::provider::ProviderSpec {
+    use llama_stack_core::api::Api;
+    use llama_stack_core::provider::{FnFactory, ProviderContext, ProviderSpec};
+    ProviderSpec::new::<SqliteVecConfig>(
+        Api::VectorIo,
+        PROVIDER_TYPE,
+        "Vector stores in SQLite: sqlite-vec for vectors, FTS5 for keywords",
+        FnFactory(|ctx: ProviderContext| async move {
+            let config: SqliteVecConfig = ctx.parse_config()?;
+            let kv = crate::vector_io::open_kv(&ctx, &config.persistence).await?;
+            let path = crate::vector_io::expand_home(&config.db_path);
+            let index = crate::vector_io::sqlite_vec::SqliteVecIndex::open(&path)
+                .await
+                .map_err(|e| e.with_prefix(&format!("{}.db_path", ctx.config_path)))?;
+            crate::vector_io::instance(&ctx, std::sync::Arc::new(index), kv, config.settings)
+        }),
+    )
+    .with_alias("inline::sqlite_vec")
+    .with_dependencies([Api::Inference])
+    .with_optional_dependencies([Api::Files])
+}
+}
+
+/// `inline::faiss`: its config and spec.
+#[cfg(feature = "inline-faiss")]
+pub mod faiss_provider {
+/// The provider type.
+pub const PROVIDER_TYPE: &str = "inline::faiss";
+
+/// Config of `inline::faiss`.
+#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaissConfig {
+    /// Where chunks and vector store records live (the source of truth).
+    pub persistence: crate::vector_io::KvStoreRef,
+    /// A directory for saved index files, so a restart loads instead of rebuilding (`~` expands).
+    #[serde(default)]
+    pub index_dir: Option<String>,
+    /// HNSW parameters.
+    #[serde(default)]
+    pub hnsw: crate::vector_io::faiss::HnswParams,
+    /// Ingestion and search settings.
+    #[serde(default, flatten)]
+    pub settings: crate::vector_io::service::ServiceSettings,
+}
+
+/// The spec of `inline::faiss` (alias `inline::builtin`, deprecated in Llama Stack).
+pub fn spec() -> llama_stack_core::provider::ProviderSpec {
+    use llama_stack_core::api::Api;
+    use llama_stack_core::provider::{FnFactory, ProviderContext, ProviderSpec};
+    ProviderSpec::new::<FaissConfig>(
+        Api::VectorIo,
+        PROVIDER_TYPE,
+        "Vector stores in an in-process HNSW index, chunks in a KV store",
+        FnFactory(|ctx: ProviderContext| async move {
+            let config: FaissConfig = ctx.parse_config()?;
+            let kv = crate::vector_io::open_kv(&ctx, &config.persistence).await?;
+            let dir = config.index_dir.as_deref().map(crate::vector_io::expand_home);
+            let index = crate::vector_io::faiss::HnswIndex::open(kv.clone(), dir, config.hnsw.clone()).await?;
+            crate::vector_io::instance(&ctx, std::sync::Arc::new(index), kv, config.settings)
+        }),
+    )
+    .with_alias("inline::builtin")
+    .with_dependencies([Api::Inference])
+    .with_optional_dependencies([Api::Files])
+}
+}
+
 #[cfg(feature = "vector-io")]
 mod specs {
     use std::sync::Arc;
