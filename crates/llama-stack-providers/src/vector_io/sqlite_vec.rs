@@ -15,8 +15,8 @@
 //! The three share the chunk's rowid. Vector scores are cosine similarities
 //! (`1 − cosine distance`), keyword scores `−bm25` (positive, higher is better). Filters
 //! are evaluated in Rust on each candidate's metadata, candidates taken best first until
-//! `k` match: vector search asks `vec0` for a growing number of nearest neighbours and,
-//! past sqlite-vec's KNN limit, scans the store in distance order.
+//! `k` match: vector search asks `vec0` for 10·`k` nearest neighbours (at least 100) and,
+//! when fewer than `k` of them match, reads the whole store in distance order.
 //!
 //! Threading: every statement runs on a blocking thread (`spawn_blocking`). One writer
 //! connection behind a mutex serialises writes (each call is one transaction); reads use
@@ -46,8 +46,10 @@ const MAX_IDLE_READERS: usize = 4;
 const KNN_MAX_K: usize = 4096;
 /// The largest vector dimension sqlite-vec stores.
 const MAX_DIMENSION: usize = 8192;
-/// Nearest neighbours asked for first when a filter is applied (grown 4× per round).
-const FILTERED_KNN_START: usize = 64;
+/// With a filter, vec0 is first asked for `k ×` this many nearest neighbours ...
+const FILTERED_KNN_FACTOR: usize = 10;
+/// ... and at least this many.
+const FILTERED_KNN_MIN: usize = 100;
 /// Words of a keyword query beyond this many are ignored.
 const MAX_QUERY_TERMS: usize = 64;
 
@@ -766,40 +768,34 @@ fn query_vector(
     }
     let blob = embedding_blob(embedding);
     let mut picker = Picker::new(db, &tx, &store, store_id, &what, filter, k)?;
-    // Nearest neighbours from vec0: exactly `k` without a filter; with one, a growing
-    // number until `k` match or the store is exhausted.
+    // Nearest neighbours from vec0: exactly `k` without a filter; with one, a few times
+    // `k` first, since a KNN query costs about as much for 10 rows as for 100.
     let mut exhausted = false;
-    if k <= KNN_MAX_K {
+    let n = match filter {
+        None => k,
+        Some(_) => k.saturating_mul(FILTERED_KNN_FACTOR).max(FILTERED_KNN_MIN),
+    };
+    if n <= KNN_MAX_K {
         let mut stmt = tx
             .prepare_cached(&format!(
                 "SELECT rowid, distance FROM {} WHERE embedding MATCH ?1 AND k = ?2 ORDER BY distance",
                 store.vectors()
             ))
             .map_err(|e| db.err(e, &what))?;
-        let mut n = if filter.is_some() {
-            k.saturating_mul(4).clamp(FILTERED_KNN_START, KNN_MAX_K)
-        } else {
-            k
-        };
-        loop {
-            let rows = stmt
-                .query_map(params![blob, to_i64(n)], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, Option<f64>>(1)?))
-                })
-                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-                .map_err(|e| db.err(e, &what))?;
-            exhausted = rows.len() < n;
-            for (rowid, distance) in rows {
-                picker.offer(rowid, similarity(distance))?;
-            }
-            if picker.full() || exhausted || n >= KNN_MAX_K {
-                break;
-            }
-            n = n.saturating_mul(4).min(KNN_MAX_K);
+        let rows = stmt
+            .query_map(params![blob, to_i64(n)], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<f64>>(1)?))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| db.err(e, &what))?;
+        exhausted = rows.len() < n;
+        for (rowid, distance) in rows {
+            picker.offer(rowid, similarity(distance))?;
         }
     }
     if !picker.full() && !exhausted {
-        // Past the KNN limit: every vector of the store in distance order.
+        // Too few matches among the nearest neighbours (or `k` past sqlite-vec's KNN
+        // limit): every vector of the store in distance order, already seen ones skipped.
         let mut stmt = tx
             .prepare_cached(&format!(
                 "SELECT id, vec_distance_cosine(embedding, ?1) AS d FROM {} ORDER BY d IS NULL, d",
