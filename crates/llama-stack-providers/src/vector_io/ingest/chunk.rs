@@ -4,6 +4,8 @@
 use llama_stack_core::{Error, Result};
 use tiktoken_rs::{CoreBPE, Rank};
 
+use super::guard::catch_quietly;
+
 /// The tokenizer whose counts chunk sizes are measured in.
 pub const TOKENIZER: &str = "tiktoken:cl100k_base";
 
@@ -12,15 +14,67 @@ fn bpe() -> &'static CoreBPE {
     tiktoken_rs::cl100k_base_singleton()
 }
 
+/// Longest piece of text handed to the encoder at once. Its pattern backtracks across
+/// whitespace runs and the encoder panics past the regex engine's backtracking limit
+/// (3 MB of spaces reach it), so longer texts are encoded piece by piece, cut where the
+/// tokens are the same as for the whole text.
+const SEGMENT_BYTES: usize = 16 * 1024;
+
 /// `text` as cl100k_base tokens; special-token text such as `<|endoftext|>` is ordinary
 /// text here.
-fn encode(text: &str) -> Vec<Rank> {
-    bpe().encode_ordinary(text)
+fn encode(text: &str) -> Result<Vec<Rank>> {
+    let bpe = bpe();
+    catch_quietly(|| {
+        if text.len() <= SEGMENT_BYTES {
+            return bpe.encode_ordinary(text);
+        }
+        let mut tokens = Vec::with_capacity(text.len() / 4);
+        let mut rest = text;
+        while !rest.is_empty() {
+            let cut = segment_end(rest);
+            tokens.extend(bpe.encode_ordinary(&rest[..cut]));
+            rest = &rest[cut..];
+        }
+        tokens
+    })
+    .map_err(|panic| Error::invalid_request(format!("the text cannot be tokenized: {panic}")))
 }
 
-/// Number of cl100k_base tokens in `text`.
+/// Where the first segment of `rest` ends: the last place within [`SEGMENT_BYTES`] where
+/// no cl100k_base pre-token spans the cut, failing that the last character boundary
+/// within the limit (a cut inside a run of one character class, where the tokens near the
+/// cut may differ from those of the whole text).
+fn segment_end(rest: &str) -> usize {
+    if rest.len() <= SEGMENT_BYTES {
+        return rest.len();
+    }
+    let limit = floor_char_boundary(rest, SEGMENT_BYTES);
+    (1..limit)
+        .rev()
+        .find(|&i| is_clean_cut(rest, i))
+        .unwrap_or(limit)
+}
+
+/// Whether no cl100k_base pre-token spans byte `i` of `text`: after a line break and
+/// before a non-space, or between a non-space and a space followed by an ASCII letter
+/// (the pattern's alternatives cannot continue across either).
+fn is_clean_cut(text: &str, i: usize) -> bool {
+    let bytes = text.as_bytes();
+    let char_at = |at: usize| text.get(at..).and_then(|s| s.chars().next());
+    let char_before = |at: usize| text.get(..at).and_then(|s| s.chars().next_back());
+    let non_space = |c: Option<char>| c.is_some_and(|c| !c.is_whitespace());
+    if i > 0 && bytes.get(i - 1) == Some(&b'\n') {
+        return non_space(char_at(i));
+    }
+    bytes.get(i) == Some(&b' ')
+        && bytes.get(i + 1).is_some_and(u8::is_ascii_alphabetic)
+        && non_space(char_before(i))
+}
+
+/// Number of cl100k_base tokens in `text` (should the tokenizer fail on a pathological
+/// text, an estimate of one token per four bytes).
 pub fn count_tokens(text: &str) -> usize {
-    encode(text).len()
+    encode(text).map_or_else(|_| text.len().div_ceil(4), |tokens| tokens.len())
 }
 
 /// One chunk of a document.
@@ -58,7 +112,7 @@ pub fn chunk_text(text: &str, max_tokens: usize, overlap_tokens: usize) -> Resul
             &format!("Must be less than max_chunk_size_tokens ({max_tokens})"),
         ));
     }
-    let tokens = encode(text);
+    let tokens = encode(text)?;
     let offsets = byte_offsets(text, &tokens)?;
     let step = max_tokens - overlap_tokens;
     let mut chunks = Vec::with_capacity(tokens.len().div_ceil(step));
@@ -131,7 +185,7 @@ mod tests {
     /// Checks the window invariants of `chunks` for `text`: sizes, steps, full coverage, and
     /// each text being the window's bytes widened to whole characters.
     fn check_windows(text: &str, chunks: &[TextChunk], max: usize, overlap: usize) {
-        let offsets = byte_offsets(text, &encode(text)).unwrap();
+        let offsets = byte_offsets(text, &encode(text).unwrap()).unwrap();
         let total = offsets.len() - 1;
         assert_eq!(total, count_tokens(text));
         if total == 0 {
@@ -220,19 +274,46 @@ mod tests {
         let chunks = chunk_text(&text, 800, 400).unwrap();
         let took = started.elapsed();
         check_windows(&text, &chunks, 800, 400);
-        assert!(took < Duration::from_secs(2), "{took:?}");
+        assert!(took < Duration::from_secs(1), "{took:?}");
     }
 
     #[test]
-    fn pathological_runs_chunk_quickly() {
+    fn long_texts_are_encoded_in_pieces_with_the_same_tokens() {
+        let mut text = String::new();
+        for i in 0..3_000 {
+            text.push_str(&format!("Line {i}: naïve café, 東京 🚄 — done.\n"));
+            if i % 500 == 0 {
+                // A long line without line breaks.
+                text.push_str(&"minified{key:value, other: [1,2,3]} ".repeat(2_000));
+                text.push('\n');
+            }
+        }
+        assert!(text.len() > 4 * SEGMENT_BYTES);
+        assert_eq!(encode(&text).unwrap(), bpe().encode_ordinary(&text));
+        let cuts: Vec<usize> = {
+            let mut at = 0;
+            let mut cuts = Vec::new();
+            while at < text.len() {
+                at += segment_end(&text[at..]);
+                cuts.push(at);
+            }
+            cuts
+        };
+        assert!(cuts.len() > 4, "{cuts:?}");
+    }
+
+    #[test]
+    fn pathological_runs_chunk_quickly_without_panics() {
         count_tokens("warm up");
         for text in [
-            "a".repeat(300_000),
-            " ".repeat(300_000),
-            "\n".repeat(300_000),
-            "7".repeat(300_000),
-            "!".repeat(300_000),
-            "é".repeat(150_000),
+            "a".repeat(1_000_000),
+            " ".repeat(1_000_000) + "x",
+            "\n".repeat(1_000_000),
+            " \t\u{3000}\r".repeat(300_000),
+            "7".repeat(1_000_000),
+            "!".repeat(1_000_000),
+            "é".repeat(500_000),
+            "a ".repeat(500_000),
         ] {
             let started = Instant::now();
             let chunks = chunk_text(&text, 800, 100).unwrap();
@@ -241,5 +322,14 @@ mod tests {
             let sample = text.chars().next();
             assert!(took < Duration::from_secs(2), "{sample:?}: {took:?}");
         }
+    }
+
+    #[test]
+    fn megabytes_of_spaces_do_not_reach_the_backtracking_limit() {
+        let text = " ".repeat(3_000_000) + "x";
+        let total = count_tokens(&text);
+        assert!(total > 0);
+        let chunks = chunk_text(&text, 8_000, 0).unwrap();
+        assert_eq!(chunks.last().unwrap().end_token, total);
     }
 }

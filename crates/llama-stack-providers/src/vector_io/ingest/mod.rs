@@ -9,6 +9,7 @@ mod chunk;
 mod extract;
 mod format;
 mod guard;
+mod html;
 mod pdf;
 
 pub use chunk::{chunk_text, count_tokens, TextChunk, TOKENIZER};
