@@ -71,6 +71,9 @@ const BM25_K1: f64 = 1.2;
 const BM25_B: f64 = 0.75;
 /// Below this many vectors, one thread adds them all.
 const PARALLEL_ADD_MIN: usize = 2048;
+/// Filters matching at most this many chunks (and at most a quarter of the store) are
+/// scored exactly.
+const EXACT_FILTER_MAX: usize = 10_000;
 /// Graph capacity reserved for a new store.
 const INITIAL_CAPACITY: usize = 64;
 /// Extension of saved graph files.
@@ -327,47 +330,70 @@ impl Memory {
     }
 
     /// The `k` nearest chunks that match `filter`, as `(chunk_id, cosine similarity)`.
+    ///
+    /// A filter matching few chunks ([`EXACT_FILTER_MAX`]) scores them exactly (faster
+    /// than walking a graph where most nodes are rejected); a broader one walks the graph
+    /// with the filter as predicate, and falls back to exact scoring in the rare case the
+    /// walk returns fewer than `k` although more chunks match.
     fn nearest(
         &self,
         query: &[f32],
         k: usize,
         filter: Option<&AttributeFilter>,
     ) -> Result<Vec<(String, f64)>> {
-        let matches = match filter {
-            None => self.graph.search(query, k),
-            Some(f) => self.graph.filtered_search(query, k, |key: u64| {
-                self.docs.get(&key).is_some_and(|d| f.matches(&d.metadata))
-            }),
-        }
-        .map_err(|e| usearch_error("search", e))?;
-        let mut hits: Vec<(u64, f64)> = matches
-            .keys
-            .iter()
-            .zip(&matches.distances)
-            .filter(|(key, _)| self.docs.contains_key(key))
-            .map(|(key, d)| (*key, 1.0 - f64::from(*d)))
-            .collect();
-        // A filter can cut the graph into pieces the walk does not reach: when fewer than
-        // `k` came back although more chunks exist, score the matching chunks exactly.
-        if let Some(f) = filter {
-            if hits.len() < k && hits.len() < self.docs.len() {
-                hits = self.exact(query, k, f)?;
+        let hits = match filter {
+            None => {
+                let m = self
+                    .graph
+                    .search(query, k)
+                    .map_err(|e| usearch_error("search", e))?;
+                self.graph_hits(&m.keys, &m.distances)
             }
-        }
+            Some(f) => {
+                let matching: Vec<u64> = self
+                    .docs
+                    .iter()
+                    .filter(|(_, d)| f.matches(&d.metadata))
+                    .map(|(key, _)| *key)
+                    .collect();
+                if matching.len() <= EXACT_FILTER_MAX.min(self.docs.len() / 4) {
+                    self.exact(query, k, &matching)?
+                } else {
+                    let m = self
+                        .graph
+                        .filtered_search(query, k, |key: u64| {
+                            self.docs.get(&key).is_some_and(|d| f.matches(&d.metadata))
+                        })
+                        .map_err(|e| usearch_error("search", e))?;
+                    let hits = self.graph_hits(&m.keys, &m.distances);
+                    if hits.len() < k.min(matching.len()) {
+                        self.exact(query, k, &matching)?
+                    } else {
+                        hits
+                    }
+                }
+            }
+        };
         Ok(hits
             .into_iter()
             .filter_map(|(key, score)| self.docs.get(&key).map(|d| (d.chunk_id.clone(), score)))
             .collect())
     }
 
-    /// Exact cosine scores of every chunk matching `filter`, best `k` first.
-    fn exact(&self, query: &[f32], k: usize, filter: &AttributeFilter) -> Result<Vec<(u64, f64)>> {
+    /// Live `(key, cosine similarity)` pairs of a graph search.
+    fn graph_hits(&self, keys: &[u64], distances: &[f32]) -> Vec<(u64, f64)> {
+        keys.iter()
+            .zip(distances)
+            .filter(|(key, _)| self.docs.contains_key(key))
+            .map(|(key, d)| (*key, 1.0 - f64::from(*d)))
+            .collect()
+    }
+
+    /// Exact cosine scores of the chunks under `keys`, best `k` first.
+    fn exact(&self, query: &[f32], k: usize, keys: &[u64]) -> Result<Vec<(u64, f64)>> {
         let mut vector = vec![0f32; self.record.dimension];
-        let mut hits = Vec::new();
-        for (key, doc) in &self.docs {
-            if !filter.matches(&doc.metadata) {
-                continue;
-            }
+        let mut hits = Vec::with_capacity(keys.len());
+        for key in keys {
             let found = self
                 .graph
                 .get(*key, &mut vector)
@@ -1345,6 +1371,23 @@ mod tests {
             let truth = brute_force(&chunks, &q, 10, |c| c.metadata["group"] == json!(7));
             let found = ids(&hits).iter().filter(|id| truth.contains(id)).count();
             assert!(found >= 9, "filtered recall {found}/10");
+        }
+        // A broad filter walks the graph with a predicate.
+        let broad =
+            AttributeFilter::from_value(&json!({"type": "lt", "key": "group", "value": 25}))
+                .unwrap();
+        for _ in 0..10 {
+            let q = rng.unit(32);
+            let hits = index
+                .query_vector("vs_f", &q, 10, Some(&broad))
+                .await
+                .unwrap();
+            assert_eq!(hits.len(), 10);
+            let below = |c: &Chunk| c.metadata["group"].as_i64().unwrap() < 25;
+            assert!(hits.iter().all(|(c, _)| below(c)));
+            let truth = brute_force(&chunks, &q, 10, below);
+            let found = ids(&hits).iter().filter(|id| truth.contains(id)).count();
+            assert!(found >= 9, "broad filtered recall {found}/10");
         }
         // A filter matching fewer than k chunks returns all of them.
         let only =
