@@ -26,13 +26,20 @@ fn model_present() -> bool {
     *PRESENT.get_or_init(|| {
         let dir = std::env::var_os("HF_HUB_CACHE")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/models/hub"));
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/models/hub")
+            });
         std::env::set_var("HF_HUB_CACHE", &dir);
         std::env::set_var("HF_HUB_OFFLINE", "1");
-        let present = dir.join("models--sentence-transformers--all-MiniLM-L6-v2").is_dir();
+        let present = dir
+            .join("models--sentence-transformers--all-MiniLM-L6-v2")
+            .is_dir();
         if !present {
             if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-                panic!("the embedding model is missing from {} (CI must have it)", dir.display());
+                panic!(
+                    "the embedding model is missing from {} (CI must have it)",
+                    dir.display()
+                );
             }
             eprintln!("skip: embedding model not found in {}", dir.display());
         }
@@ -91,11 +98,20 @@ const FAISS: &str = r#"  - provider_id: faiss
       persistence: {backend: kv_default, namespace: "vector_io::faiss"}
       index_dir: {dir}/faiss"#;
 
-fn target(label: &str, provider_id: &str, vector_io: &'static str, min_recall: f64) -> (Target, tempfile::TempDir) {
+fn target(
+    label: &str,
+    provider_id: &str,
+    vector_io: &'static str,
+    min_recall: f64,
+) -> (Target, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     let build = move || {
-        let yaml = config(&path, &vector_io.replace("{dir}", &path.display().to_string()), "");
+        let yaml = config(
+            &path,
+            &vector_io.replace("{dir}", &path.display().to_string()),
+            "",
+        );
         Box::pin(async move { Stack::builder().config_yaml(yaml).build().await.unwrap() })
             as std::pin::Pin<Box<dyn std::future::Future<Output = Stack> + Send>>
     };
@@ -138,15 +154,30 @@ async fn two_providers_route_by_store() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
-    let both = format!("{}\n{}", SQLITE_VEC.replace("{dir}", &d), FAISS.replace("{dir}", &d));
-    let stack = Stack::builder().config_yaml(config(dir.path(), &both, "")).build().await.unwrap();
+    let both = format!(
+        "{}\n{}",
+        SQLITE_VEC.replace("{dir}", &d),
+        FAISS.replace("{dir}", &d)
+    );
+    let stack = Stack::builder()
+        .config_yaml(config(dir.path(), &both, ""))
+        .build()
+        .await
+        .unwrap();
     use llama_stack::core::api::vector_io::*;
-    let e = stack.vector_io().create_vector_store(Default::default()).await.unwrap_err();
+    let e = stack
+        .vector_io()
+        .create_vector_store(Default::default())
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidRequest);
     assert!(e.message().contains("default_provider_id"), "{e}");
     let a = stack
         .vector_io()
-        .create_vector_store(CreateVectorStoreRequest { provider_id: Some("faiss".into()), ..Default::default() })
+        .create_vector_store(CreateVectorStoreRequest {
+            provider_id: Some("faiss".into()),
+            ..Default::default()
+        })
         .await
         .unwrap();
     // Llama Stack's extras inside metadata work too, and are not kept as user metadata twice.
@@ -155,7 +186,10 @@ async fn two_providers_route_by_store() {
     metadata.insert("team".into(), "search".into());
     let b = stack
         .vector_io()
-        .create_vector_store(CreateVectorStoreRequest { metadata, ..Default::default() })
+        .create_vector_store(CreateVectorStoreRequest {
+            metadata,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(a.metadata["provider_id"], "faiss");
@@ -166,16 +200,30 @@ async fn two_providers_route_by_store() {
             .vector_io()
             .insert_chunks(InsertChunksRequest {
                 vector_store_id: s.id.clone(),
-                chunks: vec![Chunk::new("x", format!("only in {}", s.metadata["provider_id"]))],
+                chunks: vec![Chunk::new(
+                    "x",
+                    format!("only in {}", s.metadata["provider_id"]),
+                )],
                 ttl_seconds: None,
             })
             .await
             .unwrap();
     }
-    let r = stack.vector_io().search(&a.id, SearchVectorStoreRequest::new("only in")).await.unwrap();
+    let r = stack
+        .vector_io()
+        .search(&a.id, SearchVectorStoreRequest::new("only in"))
+        .await
+        .unwrap();
     assert_eq!(r.data.len(), 1);
     assert_eq!(r.data[0].content[0].text, "only in \"faiss\"");
-    let list = stack.vector_io().list_vector_stores(ListVectorStoresRequest { order: Some(Order::Asc), ..Default::default() }).await.unwrap();
+    let list = stack
+        .vector_io()
+        .list_vector_stores(ListVectorStoresRequest {
+            order: Some(Order::Asc),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let mut ids: Vec<String> = list.data.iter().map(|s| s.id.clone()).collect();
     ids.sort();
     let mut want = vec![a.id.clone(), b.id.clone()];
@@ -192,14 +240,26 @@ async fn files_api_localfs() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
-    let yaml = config(dir.path(), &SQLITE_VEC.replace("{dir}", &d), "      ttl_secs: 2\n      max_file_size_bytes: 1000");
+    let yaml = config(
+        dir.path(),
+        &SQLITE_VEC.replace("{dir}", &d),
+        "      ttl_secs: 2\n      max_file_size_bytes: 1000",
+    );
     let stack = Stack::builder().config_yaml(yaml).build().await.unwrap();
     let files = stack.files();
     let mut ids = Vec::new();
     for i in 0..5 {
-        let purpose = if i % 2 == 0 { FilePurpose::Assistants } else { FilePurpose::Batch };
+        let purpose = if i % 2 == 0 {
+            FilePurpose::Assistants
+        } else {
+            FilePurpose::Batch
+        };
         let f = files
-            .upload(UploadFileRequest::new(format!("f{i}.txt"), format!("content {i}").into_bytes(), purpose))
+            .upload(UploadFileRequest::new(
+                format!("f{i}.txt"),
+                format!("content {i}").into_bytes(),
+                purpose,
+            ))
             .await
             .unwrap();
         assert!(f.id.starts_with("file-") && f.id.len() == 37, "{}", f.id);
@@ -211,17 +271,45 @@ async fn files_api_localfs() {
     let all = files.list(ListFilesRequest::default()).await.unwrap();
     assert_eq!(all.data.len(), 5);
     assert_eq!(all.object, "list");
-    let batch = files.list(ListFilesRequest { purpose: Some(FilePurpose::Batch), ..Default::default() }).await.unwrap();
-    assert_eq!(batch.data.len(), 2);
-    let p1 = files.list(ListFilesRequest { limit: Some(2), order: Some(Order::Asc), ..Default::default() }).await.unwrap();
-    assert!(p1.has_more);
-    let p2 = files
-        .list(ListFilesRequest { limit: Some(10), order: Some(Order::Asc), after: Some(p1.last_id.clone()), ..Default::default() })
+    let batch = files
+        .list(ListFilesRequest {
+            purpose: Some(FilePurpose::Batch),
+            ..Default::default()
+        })
         .await
         .unwrap();
-    assert_eq!(p1.data.len() + p2.data.len(), 5, "pages cover everything once");
+    assert_eq!(batch.data.len(), 2);
+    let p1 = files
+        .list(ListFilesRequest {
+            limit: Some(2),
+            order: Some(Order::Asc),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(p1.has_more);
+    let p2 = files
+        .list(ListFilesRequest {
+            limit: Some(10),
+            order: Some(Order::Asc),
+            after: Some(p1.last_id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        p1.data.len() + p2.data.len(),
+        5,
+        "pages cover everything once"
+    );
     assert!(!p2.has_more);
-    let e = files.list(ListFilesRequest { after: Some("file-ffffffffffffffffffffffffffffffff".into()), ..Default::default() }).await.unwrap_err();
+    let e = files
+        .list(ListFilesRequest {
+            after: Some("file-ffffffffffffffffffffffffffffffff".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidRequest);
 
     let c = files.content(&ids[0]).await.unwrap();
@@ -229,40 +317,88 @@ async fn files_api_localfs() {
     assert_eq!(c.filename, "f0.txt");
     let d = files.delete(&ids[1]).await.unwrap();
     assert!(d.deleted);
-    assert_eq!(files.get(&ids[1]).await.unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(files.delete(&ids[1]).await.unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(files.content("file-../../etc/passwd").await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        files.get(&ids[1]).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        files.delete(&ids[1]).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        files
+            .content("file-../../etc/passwd")
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
 
     // Size limit → 413.
     let e = files
-        .upload(UploadFileRequest::new("big.bin", vec![7u8; 1001], FilePurpose::Assistants))
+        .upload(UploadFileRequest::new(
+            "big.bin",
+            vec![7u8; 1001],
+            FilePurpose::Assistants,
+        ))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PayloadTooLarge);
     assert_eq!(e.http_status(), 413);
     let e = files
-        .upload(UploadFileRequest::new("x.txt", b"x".to_vec(), FilePurpose::Assistants).expires_after(60))
+        .upload(
+            UploadFileRequest::new("x.txt", b"x".to_vec(), FilePurpose::Assistants)
+                .expires_after(60),
+        )
         .await
         .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidRequest, "expires_after below one hour");
+    assert_eq!(
+        e.kind(),
+        ErrorKind::InvalidRequest,
+        "expires_after below one hour"
+    );
     let long = files
-        .upload(UploadFileRequest::new("x.txt", b"x".to_vec(), FilePurpose::Assistants).expires_after(7200))
+        .upload(
+            UploadFileRequest::new("x.txt", b"x".to_vec(), FilePurpose::Assistants)
+                .expires_after(7200),
+        )
         .await
         .unwrap();
     assert_eq!(long.expires_at, Some(long.created_at + 7200));
 
     // Another user sees none of it.
     let bob = stack.as_user(User::new("bob"));
-    assert!(bob.files().list(ListFilesRequest::default()).await.unwrap().data.is_empty());
-    assert_eq!(bob.files().content(&ids[0]).await.unwrap_err().kind(), ErrorKind::NotFound);
-    assert_eq!(bob.files().delete(&ids[0]).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert!(bob
+        .files()
+        .list(ListFilesRequest::default())
+        .await
+        .unwrap()
+        .data
+        .is_empty());
+    assert_eq!(
+        bob.files().content(&ids[0]).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        bob.files().delete(&ids[0]).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 
     // Expiry: gone from reads and lists, and from disk.
     tokio::time::sleep(Duration::from_millis(3100)).await;
-    assert_eq!(files.get(&ids[0]).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        files.get(&ids[0]).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     let left = files.list(ListFilesRequest::default()).await.unwrap();
-    assert_eq!(left.data.iter().map(|f| f.id.clone()).collect::<Vec<_>>(), vec![long.id.clone()]);
-    assert!(!dir.path().join("files").join(&ids[2]).exists(), "expired bytes removed");
+    assert_eq!(
+        left.data.iter().map(|f| f.id.clone()).collect::<Vec<_>>(),
+        vec![long.id.clone()]
+    );
+    assert!(
+        !dir.path().join("files").join(&ids[2]).exists(),
+        "expired bytes removed"
+    );
     assert!(dir.path().join("files").join(&long.id).exists());
 }
 
@@ -274,17 +410,36 @@ async fn uploads_from_path_and_reader() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
-    let stack = Stack::builder().config_yaml(config(dir.path(), &SQLITE_VEC.replace("{dir}", &d), "")).build().await.unwrap();
+    let stack = Stack::builder()
+        .config_yaml(config(dir.path(), &SQLITE_VEC.replace("{dir}", &d), ""))
+        .build()
+        .await
+        .unwrap();
     let path = dir.path().join("from-disk.md");
     std::fs::write(&path, "# From disk").unwrap();
-    let f = stack.files().upload(UploadFileRequest::from_path(&path, FilePurpose::Assistants).await.unwrap()).await.unwrap();
+    let f = stack
+        .files()
+        .upload(
+            UploadFileRequest::from_path(&path, FilePurpose::Assistants)
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(f.filename, "from-disk.md");
     assert_eq!(f.expires_at, None);
     let reader = std::io::Cursor::new(b"streamed".to_vec());
     let f = stack
         .files()
-        .upload(UploadFileRequest::from_reader("r.txt", reader, FilePurpose::Batch).await.unwrap())
+        .upload(
+            UploadFileRequest::from_reader("r.txt", reader, FilePurpose::Batch)
+                .await
+                .unwrap(),
+        )
         .await
         .unwrap();
-    assert_eq!(stack.files().content(&f.id).await.unwrap().content, b"streamed");
+    assert_eq!(
+        stack.files().content(&f.id).await.unwrap().content,
+        b"streamed"
+    );
 }

@@ -46,19 +46,47 @@ pub struct Target {
     pub keyword: bool,
 }
 
-const TOPICS: [&str; 6] = ["astronomy", "cooking", "football", "medicine", "music", "sailing"];
+const TOPICS: [&str; 6] = [
+    "astronomy",
+    "cooking",
+    "football",
+    "medicine",
+    "music",
+    "sailing",
+];
 
 /// A deterministic corpus: sentences about six topics, with attributes.
 pub fn corpus(n: usize) -> Vec<(String, Map<String, Value>)> {
     let subjects = [
-        ("astronomy", ["telescope", "galaxy", "comet", "nebula", "orbit"]),
+        (
+            "astronomy",
+            ["telescope", "galaxy", "comet", "nebula", "orbit"],
+        ),
         ("cooking", ["recipe", "oven", "saucepan", "dough", "spices"]),
-        ("football", ["goalkeeper", "penalty", "stadium", "striker", "league"]),
-        ("medicine", ["vaccine", "surgery", "diagnosis", "antibiotic", "clinic"]),
-        ("music", ["symphony", "guitar", "melody", "orchestra", "rhythm"]),
-        ("sailing", ["regatta", "mainsail", "harbour", "keel", "anchor"]),
+        (
+            "football",
+            ["goalkeeper", "penalty", "stadium", "striker", "league"],
+        ),
+        (
+            "medicine",
+            ["vaccine", "surgery", "diagnosis", "antibiotic", "clinic"],
+        ),
+        (
+            "music",
+            ["symphony", "guitar", "melody", "orchestra", "rhythm"],
+        ),
+        (
+            "sailing",
+            ["regatta", "mainsail", "harbour", "keel", "anchor"],
+        ),
     ];
-    let verbs = ["describes", "explains", "questions", "celebrates", "compares"];
+    let verbs = [
+        "describes",
+        "explains",
+        "questions",
+        "celebrates",
+        "compares",
+    ];
     let extras = [
         "in the early morning",
         "during a long winter",
@@ -115,7 +143,12 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     d / (na.sqrt() * nb.sqrt())
 }
 
-fn brute_force(query: &[f32], docs: &[Vec<f32>], k: usize, keep: impl Fn(usize) -> bool) -> Vec<usize> {
+fn brute_force(
+    query: &[f32],
+    docs: &[Vec<f32>],
+    k: usize,
+    keep: impl Fn(usize) -> bool,
+) -> Vec<usize> {
     let mut scored: Vec<(usize, f64)> = docs
         .iter()
         .enumerate()
@@ -157,9 +190,17 @@ pub async fn run_all(t: &Target) {
 pub async fn recall_filters_and_modes(t: &Target, stack: &Stack) {
     let label = &t.label;
     let store = create_store(stack, t, "recall").await;
-    assert_eq!(store.metadata["provider_id"], json!(t.provider_id), "{label}");
+    assert_eq!(
+        store.metadata["provider_id"],
+        json!(t.provider_id),
+        "{label}"
+    );
     assert_eq!(store.metadata["embedding_model"], json!(EMBED), "{label}");
-    assert_eq!(store.metadata["embedding_dimension"], json!("384"), "{label}");
+    assert_eq!(
+        store.metadata["embedding_dimension"],
+        json!("384"),
+        "{label}"
+    );
 
     let docs = corpus(360);
     let texts: Vec<String> = docs.iter().map(|(t, _)| t.clone()).collect();
@@ -201,7 +242,11 @@ pub async fn recall_filters_and_modes(t: &Target, stack: &Stack) {
         "guitar rhythm for beginners",
         "anchor and keel of an old boat",
     ];
-    let qvecs = embed(stack, &queries.iter().map(|q| q.to_string()).collect::<Vec<_>>()).await;
+    let qvecs = embed(
+        stack,
+        &queries.iter().map(|q| q.to_string()).collect::<Vec<_>>(),
+    )
+    .await;
     let (mut hit, mut total) = (0usize, 0usize);
     for (q, qv) in queries.iter().zip(&qvecs) {
         let r = stack
@@ -214,18 +259,30 @@ pub async fn recall_filters_and_modes(t: &Target, stack: &Stack) {
             .await
             .unwrap();
         assert_eq!(r.chunks.len(), 10, "{label}: {q}");
-        assert!(r.scores.windows(2).all(|w| w[0] >= w[1] - 1e-6), "{label}: scores sorted");
-        let exact: HashSet<usize> = brute_force(qv, &vectors, 10, |_| true).into_iter().collect();
+        assert!(
+            r.scores.windows(2).all(|w| w[0] >= w[1] - 1e-6),
+            "{label}: scores sorted"
+        );
+        let exact: HashSet<usize> = brute_force(qv, &vectors, 10, |_| true)
+            .into_iter()
+            .collect();
         let got: HashSet<usize> = r.chunks.iter().map(chunk_index).collect();
         hit += exact.intersection(&got).count();
         total += 10;
         // Returned chunks carry the stored embedding.
         let top = &r.chunks[0];
         assert_eq!(top.embedding.as_ref().map(Vec::len), Some(DIM), "{label}");
-        assert!((r.scores[0] as f64 - cosine(qv, top.embedding.as_ref().unwrap())).abs() < 1e-3, "{label}: score is cosine similarity");
+        assert!(
+            (r.scores[0] as f64 - cosine(qv, top.embedding.as_ref().unwrap())).abs() < 1e-3,
+            "{label}: score is cosine similarity"
+        );
     }
     let recall = hit as f64 / total as f64;
-    assert!(recall >= t.min_recall, "{label}: recall@10 {recall} < {}", t.min_recall);
+    assert!(
+        recall >= t.min_recall,
+        "{label}: recall@10 {recall} < {}",
+        t.min_recall
+    );
 
     // A selective filter still yields k matches, all of them matching, and the right ones.
     let filter = AttributeFilter::from_value(&json!({
@@ -243,31 +300,56 @@ pub async fn recall_filters_and_modes(t: &Target, stack: &Stack) {
     let r = stack.vector_io().search(&store.id, req).await.unwrap();
     assert_eq!(r.data.len(), 5, "{label}: filtered search fills k");
     let keep = |i: usize| filter.matches(&docs[i].1);
-    let exact: HashSet<usize> = brute_force(&qvecs[0], &vectors, 5, keep).into_iter().collect();
+    let exact: HashSet<usize> = brute_force(&qvecs[0], &vectors, 5, keep)
+        .into_iter()
+        .collect();
     for hit in &r.data {
         assert_eq!(hit.attributes["topic"], json!("sailing"), "{label}");
         assert!(hit.attributes["year"].as_i64().unwrap() >= 2015, "{label}");
         assert_eq!(hit.content[0].kind, "text");
     }
-    let got: HashSet<usize> = r.data.iter().map(|h| h.attributes["index"].as_i64().unwrap() as usize).collect();
-    assert!(exact.intersection(&got).count() >= 4, "{label}: filtered results {got:?} vs exact {exact:?}");
+    let got: HashSet<usize> = r
+        .data
+        .iter()
+        .map(|h| h.attributes["index"].as_i64().unwrap() as usize)
+        .collect();
+    assert!(
+        exact.intersection(&got).count() >= 4,
+        "{label}: filtered results {got:?} vs exact {exact:?}"
+    );
     assert_eq!(r.search_query, vec![q.to_string()]);
 
     // in / nin / or filters.
     let mut req = SearchVectorStoreRequest::new("music and food");
-    req.filters = Some(AttributeFilter::from_value(&json!({"type": "in", "key": "topic", "value": ["music", "cooking"]})).unwrap());
+    req.filters = Some(
+        AttributeFilter::from_value(
+            &json!({"type": "in", "key": "topic", "value": ["music", "cooking"]}),
+        )
+        .unwrap(),
+    );
     req.max_num_results = Some(20);
     let r = stack.vector_io().search(&store.id, req).await.unwrap();
     assert_eq!(r.data.len(), 20, "{label}");
-    assert!(r.data.iter().all(|h| ["music", "cooking"].contains(&h.attributes["topic"].as_str().unwrap())));
+    assert!(r
+        .data
+        .iter()
+        .all(|h| ["music", "cooking"].contains(&h.attributes["topic"].as_str().unwrap())));
     let mut req = SearchVectorStoreRequest::new("music and food");
     req.filters = Some(AttributeFilter::from_value(&json!({"type": "nin", "key": "topic", "value": ["music", "cooking", "sailing", "football", "medicine"]})).unwrap());
     let r = stack.vector_io().search(&store.id, req).await.unwrap();
-    assert!(r.data.iter().all(|h| h.attributes["topic"] == json!("astronomy")), "{label}");
+    assert!(
+        r.data
+            .iter()
+            .all(|h| h.attributes["topic"] == json!("astronomy")),
+        "{label}"
+    );
 
     // Score threshold drops weak hits.
     let mut req = SearchVectorStoreRequest::new(q);
-    req.ranking_options = Some(RankingOptions { score_threshold: Some(0.99), ..Default::default() });
+    req.ranking_options = Some(RankingOptions {
+        score_threshold: Some(0.99),
+        ..Default::default()
+    });
     let r = stack.vector_io().search(&store.id, req).await.unwrap();
     assert!(r.data.iter().all(|h| h.score >= 0.99), "{label}");
 
@@ -277,9 +359,12 @@ pub async fn recall_filters_and_modes(t: &Target, stack: &Stack) {
             .vector_io()
             .insert_chunks(InsertChunksRequest {
                 vector_store_id: store.id.clone(),
-                chunks: vec![Chunk::new("rare", "The xylophonist tuned a quetzalcoatlus-shaped instrument.")
-                    .with_metadata("topic", "music")
-                    .with_metadata("index", 9999)],
+                chunks: vec![Chunk::new(
+                    "rare",
+                    "The xylophonist tuned a quetzalcoatlus-shaped instrument.",
+                )
+                .with_metadata("topic", "music")
+                .with_metadata("index", 9999)],
                 ttl_seconds: None,
             })
             .await
@@ -287,19 +372,30 @@ pub async fn recall_filters_and_modes(t: &Target, stack: &Stack) {
         let mut req = SearchVectorStoreRequest::new("quetzalcoatlus");
         req.search_mode = Some("keyword".into());
         let r = stack.vector_io().search(&store.id, req).await.unwrap();
-        assert_eq!(r.data[0].attributes["index"], json!(9999), "{label}: keyword");
+        assert_eq!(
+            r.data[0].attributes["index"],
+            json!(9999),
+            "{label}: keyword"
+        );
         assert!(r.data[0].score > 0.0);
         // Query syntax of the full-text engine never errors.
         let mut req = SearchVectorStoreRequest::new("\"foo\" AND (bar* OR -baz: NEAR(");
         req.search_mode = Some("keyword".into());
         stack.vector_io().search(&store.id, req).await.unwrap();
         // Hybrid: both signals, each fusion.
-        for ranker in [json!({"ranker": "rrf", "impact_factor": 30.0}), json!({"ranker": "weighted", "alpha": 0.3})] {
+        for ranker in [
+            json!({"ranker": "rrf", "impact_factor": 30.0}),
+            json!({"ranker": "weighted", "alpha": 0.3}),
+        ] {
             let mut req = SearchVectorStoreRequest::new("xylophonist quetzalcoatlus instrument");
             req.search_mode = Some("hybrid".into());
             req.ranking_options = Some(serde_json::from_value(ranker).unwrap());
             let r = stack.vector_io().search(&store.id, req).await.unwrap();
-            assert_eq!(r.data[0].attributes["index"], json!(9999), "{label}: hybrid");
+            assert_eq!(
+                r.data[0].attributes["index"],
+                json!(9999),
+                "{label}: hybrid"
+            );
             assert_eq!(r.data.len(), 10);
         }
         // Keyword with a filter that excludes the best match.
@@ -307,7 +403,10 @@ pub async fn recall_filters_and_modes(t: &Target, stack: &Stack) {
         req.search_mode = Some("keyword".into());
         req.filters = Some(AttributeFilter::eq("topic", "cooking"));
         let r = stack.vector_io().search(&store.id, req).await.unwrap();
-        assert!(r.data.iter().all(|h| h.attributes["topic"] == json!("cooking")));
+        assert!(r
+            .data
+            .iter()
+            .all(|h| h.attributes["topic"] == json!("cooking")));
     }
 
     // Replacing a chunk by id.
@@ -315,7 +414,11 @@ pub async fn recall_filters_and_modes(t: &Target, stack: &Stack) {
     c.metadata = docs[0].1.clone();
     stack
         .vector_io()
-        .insert_chunks(InsertChunksRequest { vector_store_id: store.id.clone(), chunks: vec![c], ttl_seconds: None })
+        .insert_chunks(InsertChunksRequest {
+            vector_store_id: store.id.clone(),
+            chunks: vec![c],
+            ttl_seconds: None,
+        })
         .await
         .unwrap();
     let r = stack
@@ -328,10 +431,17 @@ pub async fn recall_filters_and_modes(t: &Target, stack: &Stack) {
         .await
         .unwrap();
     assert_eq!(r.chunks[0].chunk_id, "c0", "{label}");
-    assert_eq!(r.chunks[0].content.text(), "completely different text about volcano eruptions");
+    assert_eq!(
+        r.chunks[0].content.text(),
+        "completely different text about volcano eruptions"
+    );
     assert_eq!(r.chunks.len(), 3, "default max_chunks");
 
-    let list = stack.vector_io().list_vector_stores(Default::default()).await.unwrap();
+    let list = stack
+        .vector_io()
+        .list_vector_stores(Default::default())
+        .await
+        .unwrap();
     assert!(list.data.iter().any(|s| s.id == store.id), "{label}");
 }
 
@@ -341,7 +451,9 @@ pub fn pdf(text: &str) -> Vec<u8> {
     use lopdf::{dictionary, Document, Object, Stream};
     let mut doc = Document::with_version("1.5");
     let pages_id = doc.new_object_id();
-    let font_id = doc.add_object(dictionary! {"Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica"});
+    let font_id = doc.add_object(
+        dictionary! {"Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica"},
+    );
     let resources_id = doc.add_object(dictionary! {"Font" => dictionary! {"F1" => font_id}});
     let content = Content {
         operations: vec![
@@ -359,7 +471,9 @@ pub fn pdf(text: &str) -> Vec<u8> {
     });
     doc.objects.insert(
         pages_id,
-        Object::Dictionary(dictionary! {"Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1}),
+        Object::Dictionary(
+            dictionary! {"Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1},
+        ),
     );
     let catalog_id = doc.add_object(dictionary! {"Type" => "Catalog", "Pages" => pages_id});
     doc.trailer.set("Root", catalog_id);
@@ -410,7 +524,12 @@ pub async fn files_and_formats(t: &Target, stack: &Stack) {
             )
             .await
             .unwrap();
-        assert_eq!(f.status, VectorStoreFileStatus::Completed, "{label}: {name}: {:?}", f.last_error);
+        assert_eq!(
+            f.status,
+            VectorStoreFileStatus::Completed,
+            "{label}: {name}: {:?}",
+            f.last_error
+        );
         assert!(f.usage_bytes > 0);
         assert_eq!(f.vector_store_id, store.id);
         ids.insert(*name, id);
@@ -420,24 +539,45 @@ pub async fn files_and_formats(t: &Target, stack: &Stack) {
         req.max_num_results = Some(3);
         let r = stack.vector_io().search(&store.id, req).await.unwrap();
         let top = &r.data[0];
-        assert_eq!(&top.filename, name, "{label}: '{query}' found {:?}", r.data.iter().map(|d| &d.filename).collect::<Vec<_>>());
+        assert_eq!(
+            &top.filename,
+            name,
+            "{label}: '{query}' found {:?}",
+            r.data.iter().map(|d| &d.filename).collect::<Vec<_>>()
+        );
         assert_eq!(top.file_id, ids[name]);
         assert_eq!(top.attributes["source"], json!(name));
     }
     // HTML scripts and styles are not indexed.
     let c = stack
         .vector_io()
-        .file_content(&store.id, &ids["page.html"], FileContentRequest { include_embeddings: true, include_metadata: true })
+        .file_content(
+            &store.id,
+            &ids["page.html"],
+            FileContentRequest {
+                include_embeddings: true,
+                include_metadata: true,
+            },
+        )
         .await
         .unwrap();
     let text: String = c.data.iter().map(|d| d.text.clone()).collect();
-    assert!(text.contains("Glaciers carve valleys") && !text.contains("hidden") && !text.contains("color"), "{label}: {text}");
+    assert!(
+        text.contains("Glaciers carve valleys")
+            && !text.contains("hidden")
+            && !text.contains("color"),
+        "{label}: {text}"
+    );
     assert_eq!(c.data[0].embedding.as_ref().map(Vec::len), Some(DIM));
     let meta = c.data[0].chunk_metadata.as_ref().unwrap();
     assert_eq!(meta.document_id.as_deref(), Some(ids["page.html"].as_str()));
     assert!(meta.content_token_count.unwrap() > 0);
     // The long file is chunked in windows of at most 100 tokens, in order.
-    let c = stack.vector_io().file_content(&store.id, &ids["long.txt"], Default::default()).await.unwrap();
+    let c = stack
+        .vector_io()
+        .file_content(&store.id, &ids["long.txt"], Default::default())
+        .await
+        .unwrap();
     assert!(c.data.len() > 20, "{label}: {} chunks", c.data.len());
     assert!(c.data[0].text.starts_with("Paragraph 0"));
     assert!(c.data[0].embedding.is_none() && c.data[0].metadata.is_none());
@@ -449,7 +589,13 @@ pub async fn files_and_formats(t: &Target, stack: &Stack) {
     assert!(s.usage_bytes > 0);
     let page = stack
         .vector_io()
-        .list_files(&store.id, ListVectorStoreFilesRequest { limit: Some(3), ..Default::default() })
+        .list_files(
+            &store.id,
+            ListVectorStoreFilesRequest {
+                limit: Some(3),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(page.data.len(), 3);
@@ -460,7 +606,11 @@ pub async fn files_and_formats(t: &Target, stack: &Stack) {
     attrs.insert("reviewed".into(), json!(true));
     let f = stack
         .vector_io()
-        .update_file(&store.id, &ids["notes.txt"], UpdateVectorStoreFileRequest { attributes: attrs })
+        .update_file(
+            &store.id,
+            &ids["notes.txt"],
+            UpdateVectorStoreFileRequest { attributes: attrs },
+        )
         .await
         .unwrap();
     assert_eq!(f.attributes["reviewed"], json!(true));
@@ -473,45 +623,96 @@ pub async fn files_and_formats(t: &Target, stack: &Stack) {
 
     // A file that cannot be parsed fails with last_error; the store keeps working.
     let bad = upload(stack, "blob.bin", (0u8..=255).cycle().take(4096).collect()).await;
-    let f = stack.vector_io().attach_file(&store.id, AttachFileRequest::new(bad.clone())).await.unwrap();
+    let f = stack
+        .vector_io()
+        .attach_file(&store.id, AttachFileRequest::new(bad.clone()))
+        .await
+        .unwrap();
     assert_eq!(f.status, VectorStoreFileStatus::Failed, "{label}");
     assert_eq!(f.last_error.as_ref().unwrap().code, "unsupported_file");
     let again = stack.vector_io().get_file(&store.id, &bad).await.unwrap();
     assert_eq!(again.status, VectorStoreFileStatus::Failed);
     assert!(again.last_error.is_some(), "last_error is kept");
-    let corrupt = upload(stack, "broken.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog".to_vec()).await;
-    let f = stack.vector_io().attach_file(&store.id, AttachFileRequest::new(corrupt)).await.unwrap();
+    let corrupt = upload(
+        stack,
+        "broken.pdf",
+        b"%PDF-1.7\n1 0 obj << /Type /Catalog".to_vec(),
+    )
+    .await;
+    let f = stack
+        .vector_io()
+        .attach_file(&store.id, AttachFileRequest::new(corrupt))
+        .await
+        .unwrap();
     assert_eq!(f.status, VectorStoreFileStatus::Failed, "{label}");
     assert_eq!(f.last_error.as_ref().unwrap().code, "invalid_file");
     let s = stack.vector_io().get_vector_store(&store.id).await.unwrap();
     assert_eq!(s.file_counts.failed, 2);
     let failed = stack
         .vector_io()
-        .list_files(&store.id, ListVectorStoreFilesRequest { filter: Some(VectorStoreFileStatus::Failed), ..Default::default() })
+        .list_files(
+            &store.id,
+            ListVectorStoreFilesRequest {
+                filter: Some(VectorStoreFileStatus::Failed),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(failed.data.len(), 2);
-    let r = stack.vector_io().search(&store.id, SearchVectorStoreRequest::new("penguin")).await.unwrap();
+    let r = stack
+        .vector_io()
+        .search(&store.id, SearchVectorStoreRequest::new("penguin"))
+        .await
+        .unwrap();
     assert_eq!(r.data[0].filename, "table.csv");
 
     // Attaching again returns the existing file.
-    let f = stack.vector_io().attach_file(&store.id, AttachFileRequest::new(ids["guide.md"].clone())).await.unwrap();
+    let f = stack
+        .vector_io()
+        .attach_file(&store.id, AttachFileRequest::new(ids["guide.md"].clone()))
+        .await
+        .unwrap();
     assert_eq!(f.status, VectorStoreFileStatus::Completed);
 
     // Removing a file removes its chunks.
-    stack.vector_io().delete_file(&store.id, &ids["table.csv"]).await.unwrap();
-    let r = stack.vector_io().search(&store.id, SearchVectorStoreRequest::new("penguin habitat")).await.unwrap();
+    stack
+        .vector_io()
+        .delete_file(&store.id, &ids["table.csv"])
+        .await
+        .unwrap();
+    let r = stack
+        .vector_io()
+        .search(&store.id, SearchVectorStoreRequest::new("penguin habitat"))
+        .await
+        .unwrap();
     assert!(r.data.iter().all(|h| h.filename != "table.csv"), "{label}");
-    let e = stack.vector_io().get_file(&store.id, &ids["table.csv"]).await.unwrap_err();
+    let e = stack
+        .vector_io()
+        .get_file(&store.id, &ids["table.csv"])
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
     // The uploaded file itself is still there.
     stack.files().get(&ids["table.csv"]).await.unwrap();
 
     // Deleting the store removes it; its files stay.
-    stack.vector_io().delete_vector_store(&store.id).await.unwrap();
-    let e = stack.vector_io().get_vector_store(&store.id).await.unwrap_err();
+    stack
+        .vector_io()
+        .delete_vector_store(&store.id)
+        .await
+        .unwrap();
+    let e = stack
+        .vector_io()
+        .get_vector_store(&store.id)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{label}");
-    let e = stack.vector_io().search(&store.id, SearchVectorStoreRequest::new("x")).await.unwrap_err();
+    let e = stack
+        .vector_io()
+        .search(&store.id, SearchVectorStoreRequest::new("x"))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
     stack.files().get(&ids["notes.txt"]).await.unwrap();
 }
@@ -522,35 +723,75 @@ pub async fn batches(t: &Target, stack: &Stack) {
     let store = create_store(stack, t, "batches").await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(upload(stack, &format!("b{i}.txt"), format!("Batch document {i} about kite surfing number {i}.").into_bytes()).await);
+        ids.push(
+            upload(
+                stack,
+                &format!("b{i}.txt"),
+                format!("Batch document {i} about kite surfing number {i}.").into_bytes(),
+            )
+            .await,
+        );
     }
     ids.push(upload(stack, "bad.bin", vec![0u8, 159, 146, 150, 255, 0, 1]).await);
     let b = stack
         .vector_io()
-        .create_file_batch(&store.id, CreateFileBatchRequest { file_ids: ids.clone(), attributes: None, chunking_strategy: None })
+        .create_file_batch(
+            &store.id,
+            CreateFileBatchRequest {
+                file_ids: ids.clone(),
+                attributes: None,
+                chunking_strategy: None,
+            },
+        )
         .await
         .unwrap();
     assert!(b.id.starts_with("batch_"));
     assert_eq!(b.file_counts.total, 6);
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let done = loop {
-        let b = stack.vector_io().get_file_batch(&store.id, &b.id).await.unwrap();
+        let b = stack
+            .vector_io()
+            .get_file_batch(&store.id, &b.id)
+            .await
+            .unwrap();
         if b.status != FileBatchStatus::InProgress {
             break b;
         }
-        assert!(std::time::Instant::now() < deadline, "{label}: batch still running");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{label}: batch still running"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(done.status, FileBatchStatus::Completed, "{label}");
     assert_eq!(done.file_counts.completed, 5);
     assert_eq!(done.file_counts.failed, 1);
-    let files = stack.vector_io().list_file_batch_files(&store.id, &b.id, Default::default()).await.unwrap();
+    let files = stack
+        .vector_io()
+        .list_file_batch_files(&store.id, &b.id, Default::default())
+        .await
+        .unwrap();
     assert_eq!(files.data.len(), 6);
-    let e = stack.vector_io().cancel_file_batch(&store.id, &b.id).await.unwrap_err();
+    let e = stack
+        .vector_io()
+        .cancel_file_batch(&store.id, &b.id)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{label}");
-    let r = stack.vector_io().search(&store.id, SearchVectorStoreRequest::new("kite surfing document 3")).await.unwrap();
+    let r = stack
+        .vector_io()
+        .search(
+            &store.id,
+            SearchVectorStoreRequest::new("kite surfing document 3"),
+        )
+        .await
+        .unwrap();
     assert_eq!(r.data.len(), 5);
-    let e = stack.vector_io().get_file_batch(&store.id, "batch_nope").await.unwrap_err();
+    let e = stack
+        .vector_io()
+        .get_file_batch(&store.id, "batch_nope")
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
 }
 
@@ -561,30 +802,69 @@ pub async fn isolation(t: &Target, stack: &Stack) {
     let bob = stack.as_user(User::new("bob"));
     let s = alice
         .vector_io()
-        .create_vector_store(CreateVectorStoreRequest { provider_id: Some(t.provider_id.clone()), ..Default::default() })
+        .create_vector_store(CreateVectorStoreRequest {
+            provider_id: Some(t.provider_id.clone()),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let f = alice
         .files()
-        .upload(UploadFileRequest::new("secret.txt", b"alice's secret recipe".to_vec(), FilePurpose::Assistants))
+        .upload(UploadFileRequest::new(
+            "secret.txt",
+            b"alice's secret recipe".to_vec(),
+            FilePurpose::Assistants,
+        ))
         .await
         .unwrap();
     let e = bob.vector_io().get_vector_store(&s.id).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{label}");
-    let e = bob.vector_io().search(&s.id, SearchVectorStoreRequest::new("recipe")).await.unwrap_err();
+    let e = bob
+        .vector_io()
+        .search(&s.id, SearchVectorStoreRequest::new("recipe"))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
-    assert!(!bob.vector_io().list_vector_stores(Default::default()).await.unwrap().data.iter().any(|v| v.id == s.id));
-    assert_eq!(bob.files().get(&f.id).await.unwrap_err().kind(), ErrorKind::NotFound);
-    assert!(!bob.files().list(ListFilesRequest::default()).await.unwrap().data.iter().any(|x| x.id == f.id));
+    assert!(!bob
+        .vector_io()
+        .list_vector_stores(Default::default())
+        .await
+        .unwrap()
+        .data
+        .iter()
+        .any(|v| v.id == s.id));
+    assert_eq!(
+        bob.files().get(&f.id).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert!(!bob
+        .files()
+        .list(ListFilesRequest::default())
+        .await
+        .unwrap()
+        .data
+        .iter()
+        .any(|x| x.id == f.id));
     // Bob cannot attach Alice's file to his own store.
     let bs = bob
         .vector_io()
-        .create_vector_store(CreateVectorStoreRequest { provider_id: Some(t.provider_id.clone()), ..Default::default() })
+        .create_vector_store(CreateVectorStoreRequest {
+            provider_id: Some(t.provider_id.clone()),
+            ..Default::default()
+        })
         .await
         .unwrap();
-    let e = bob.vector_io().attach_file(&bs.id, AttachFileRequest::new(f.id.clone())).await.unwrap_err();
+    let e = bob
+        .vector_io()
+        .attach_file(&bs.id, AttachFileRequest::new(f.id.clone()))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{label}");
-    let a = alice.vector_io().attach_file(&s.id, AttachFileRequest::new(f.id.clone())).await.unwrap();
+    let a = alice
+        .vector_io()
+        .attach_file(&s.id, AttachFileRequest::new(f.id.clone()))
+        .await
+        .unwrap();
     assert_eq!(a.status, VectorStoreFileStatus::Completed);
 }
 
@@ -596,46 +876,98 @@ pub async fn bad_input(t: &Target, stack: &Stack) {
     let kind = |r: llama_stack::Result<SearchResponse>| r.unwrap_err().kind();
     let mut req = SearchVectorStoreRequest::new("x");
     req.search_mode = Some("semantic".into());
-    assert_eq!(kind(vio.search(&store.id, req).await), ErrorKind::InvalidRequest, "{label}");
+    assert_eq!(
+        kind(vio.search(&store.id, req).await),
+        ErrorKind::InvalidRequest,
+        "{label}"
+    );
     let mut req = SearchVectorStoreRequest::new("x");
     req.max_num_results = Some(0);
-    assert_eq!(kind(vio.search(&store.id, req).await), ErrorKind::InvalidRequest);
+    assert_eq!(
+        kind(vio.search(&store.id, req).await),
+        ErrorKind::InvalidRequest
+    );
     let mut req = SearchVectorStoreRequest::new("x");
-    req.filters = Some(AttributeFilter::In(Comparison { key: "k".into(), value: json!(3) }));
-    assert_eq!(kind(vio.search(&store.id, req).await), ErrorKind::InvalidRequest);
-    assert_eq!(kind(vio.search(&store.id, SearchVectorStoreRequest::new("   ")).await), ErrorKind::InvalidRequest);
+    req.filters = Some(AttributeFilter::In(Comparison {
+        key: "k".into(),
+        value: json!(3),
+    }));
+    assert_eq!(
+        kind(vio.search(&store.id, req).await),
+        ErrorKind::InvalidRequest
+    );
+    assert_eq!(
+        kind(
+            vio.search(&store.id, SearchVectorStoreRequest::new("   "))
+                .await
+        ),
+        ErrorKind::InvalidRequest
+    );
     let mut req = SearchVectorStoreRequest::new("x");
     req.rewrite_query = true;
-    assert_eq!(kind(vio.search(&store.id, req).await), ErrorKind::InvalidRequest, "no rewrite model configured");
-    assert_eq!(kind(vio.search("vs_missing", SearchVectorStoreRequest::new("x")).await), ErrorKind::NotFound);
+    assert_eq!(
+        kind(vio.search(&store.id, req).await),
+        ErrorKind::InvalidRequest,
+        "no rewrite model configured"
+    );
+    assert_eq!(
+        kind(
+            vio.search("vs_missing", SearchVectorStoreRequest::new("x"))
+                .await
+        ),
+        ErrorKind::NotFound
+    );
 
     let mut wrong = Chunk::new("w", "wrong size");
     wrong.embedding = Some(vec![0.1; 10]);
     let e = vio
-        .insert_chunks(InsertChunksRequest { vector_store_id: store.id.clone(), chunks: vec![wrong], ttl_seconds: None })
+        .insert_chunks(InsertChunksRequest {
+            vector_store_id: store.id.clone(),
+            chunks: vec![wrong],
+            ttl_seconds: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{label}");
     assert!(e.message().contains("384"), "{e}");
     let e = vio
-        .insert_chunks(InsertChunksRequest { vector_store_id: store.id.clone(), chunks: vec![Chunk::new("a", "x"), Chunk::new("a", "y")], ttl_seconds: None })
+        .insert_chunks(InsertChunksRequest {
+            vector_store_id: store.id.clone(),
+            chunks: vec![Chunk::new("a", "x"), Chunk::new("a", "y")],
+            ttl_seconds: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidRequest);
 
     let e = vio
-        .create_vector_store(CreateVectorStoreRequest { embedding_model: Some("nope/model".into()), provider_id: Some(t.provider_id.clone()), ..Default::default() })
+        .create_vector_store(CreateVectorStoreRequest {
+            embedding_model: Some("nope/model".into()),
+            provider_id: Some(t.provider_id.clone()),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{label}");
     let e = vio
-        .create_vector_store(CreateVectorStoreRequest { embedding_dimension: Some(768), provider_id: Some(t.provider_id.clone()), ..Default::default() })
+        .create_vector_store(CreateVectorStoreRequest {
+            embedding_dimension: Some(768),
+            provider_id: Some(t.provider_id.clone()),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidRequest, "dimension mismatch with the model");
+    assert_eq!(
+        e.kind(),
+        ErrorKind::InvalidRequest,
+        "dimension mismatch with the model"
+    );
     assert!(e.message().contains("384"), "{e}");
     let e = vio
-        .create_vector_store(CreateVectorStoreRequest { provider_id: Some("no-such-provider".into()), ..Default::default() })
+        .create_vector_store(CreateVectorStoreRequest {
+            provider_id: Some("no-such-provider".into()),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidRequest);
@@ -649,24 +981,46 @@ pub async fn bad_input(t: &Target, stack: &Stack) {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidRequest);
 
-    let e = vio.attach_file(&store.id, AttachFileRequest::new("file-00000000000000000000000000000000")).await.unwrap_err();
+    let e = vio
+        .attach_file(
+            &store.id,
+            AttachFileRequest::new("file-00000000000000000000000000000000"),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{label}");
     let e = vio.get_file(&store.id, "file-nope").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
     let e = stack
         .files()
-        .upload(UploadFileRequest::new("empty.txt", Vec::new(), FilePurpose::Assistants))
+        .upload(UploadFileRequest::new(
+            "empty.txt",
+            Vec::new(),
+            FilePurpose::Assistants,
+        ))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidRequest);
     let e = vio
-        .update_vector_store(&store.id, UpdateVectorStoreRequest { metadata: Some(json!({"provider_id": "other"}).as_object().unwrap().clone()), ..Default::default() })
+        .update_vector_store(
+            &store.id,
+            UpdateVectorStoreRequest {
+                metadata: Some(json!({"provider_id": "other"}).as_object().unwrap().clone()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidRequest);
     // The store is unchanged and usable.
     let s = vio
-        .update_vector_store(&store.id, UpdateVectorStoreRequest { name: Some("renamed".into()), ..Default::default() })
+        .update_vector_store(
+            &store.id,
+            UpdateVectorStoreRequest {
+                name: Some("renamed".into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(s.name.as_deref(), Some("renamed"));
@@ -678,18 +1032,49 @@ pub async fn bad_input(t: &Target, stack: &Stack) {
 pub async fn persistence(t: &Target, stack: Stack) {
     let label = &t.label;
     let store = create_store(&stack, t, "persist").await;
-    let f = upload(&stack, "persist.md", b"# Tides\n\nThe moon pulls the oceans into tides twice a day.".to_vec()).await;
-    stack.vector_io().attach_file(&store.id, AttachFileRequest::new(f.clone())).await.unwrap();
-    let before = stack.vector_io().search(&store.id, SearchVectorStoreRequest::new("why are there tides")).await.unwrap();
-    let stores_before = stack.vector_io().list_vector_stores(Default::default()).await.unwrap();
+    let f = upload(
+        &stack,
+        "persist.md",
+        b"# Tides\n\nThe moon pulls the oceans into tides twice a day.".to_vec(),
+    )
+    .await;
+    stack
+        .vector_io()
+        .attach_file(&store.id, AttachFileRequest::new(f.clone()))
+        .await
+        .unwrap();
+    let before = stack
+        .vector_io()
+        .search(
+            &store.id,
+            SearchVectorStoreRequest::new("why are there tides"),
+        )
+        .await
+        .unwrap();
+    let stores_before = stack
+        .vector_io()
+        .list_vector_stores(Default::default())
+        .await
+        .unwrap();
     drop(stack);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let stack = (t.build)().await;
-    let after = stack.vector_io().search(&store.id, SearchVectorStoreRequest::new("why are there tides")).await.unwrap();
+    let after = stack
+        .vector_io()
+        .search(
+            &store.id,
+            SearchVectorStoreRequest::new("why are there tides"),
+        )
+        .await
+        .unwrap();
     assert_eq!(before.data.len(), after.data.len(), "{label}");
     assert_eq!(before.data[0].file_id, after.data[0].file_id);
     assert!((before.data[0].score - after.data[0].score).abs() < 1e-4);
-    let stores_after = stack.vector_io().list_vector_stores(Default::default()).await.unwrap();
+    let stores_after = stack
+        .vector_io()
+        .list_vector_stores(Default::default())
+        .await
+        .unwrap();
     assert_eq!(
         stores_before.data.iter().map(|s| &s.id).collect::<Vec<_>>(),
         stores_after.data.iter().map(|s| &s.id).collect::<Vec<_>>(),
@@ -697,5 +1082,8 @@ pub async fn persistence(t: &Target, stack: Stack) {
     );
     let file = stack.vector_io().get_file(&store.id, &f).await.unwrap();
     assert_eq!(file.status, VectorStoreFileStatus::Completed);
-    assert_eq!(stack.files().content(&f).await.unwrap().filename, "persist.md");
+    assert_eq!(
+        stack.files().content(&f).await.unwrap().filename,
+        "persist.md"
+    );
 }

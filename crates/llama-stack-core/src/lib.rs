@@ -7,8 +7,8 @@
 #![deny(missing_docs)]
 
 pub mod access;
-pub mod authorized;
 pub mod api;
+pub mod authorized;
 pub mod context;
 pub mod error;
 pub mod inference_store;

@@ -12,16 +12,16 @@ use serde_json::Value;
 use crate::access::AccessPolicy;
 use crate::api::files::Files;
 use crate::api::inference::Inference;
+use crate::api::models::Model;
+use crate::api::providers::Health;
 use crate::api::vector_io::{
     AttachFileRequest, Chunk, ChunkSearch, CreateFileBatchRequest, CreateVectorStoreRequest,
     FileContentRequest, ListVectorStoreFilesRequest, NewVectorStore, UpdateVectorStoreFileRequest,
     UpdateVectorStoreRequest, VectorStore, VectorStoreFileBatchObject, VectorStoreFileContent,
     VectorStoreFileList, VectorStoreFileObject, VectorStoreObject,
 };
-use crate::context::RequestContext;
-use crate::api::models::Model;
-use crate::api::providers::Health;
 use crate::api::Api;
+use crate::context::RequestContext;
 use crate::error::{Error, Result};
 use crate::storage::{KvStore, SqlStore};
 
@@ -128,7 +128,11 @@ pub trait VectorIoProvider: Send + Sync {
         req: CreateVectorStoreRequest,
     ) -> Result<VectorStoreObject>;
     /// The store's object.
-    async fn get_vector_store(&self, ctx: &RequestContext, store: &VectorStore) -> Result<VectorStoreObject>;
+    async fn get_vector_store(
+        &self,
+        ctx: &RequestContext,
+        store: &VectorStore,
+    ) -> Result<VectorStoreObject>;
     /// Updates name, expiry or metadata.
     async fn update_vector_store(
         &self,
@@ -139,7 +143,12 @@ pub trait VectorIoProvider: Send + Sync {
     /// Deletes the store, its file records and chunks.
     async fn delete_vector_store(&self, ctx: &RequestContext, store: &VectorStore) -> Result<()>;
     /// Inserts (or replaces) chunks, embedding those without a vector.
-    async fn insert_chunks(&self, ctx: &RequestContext, store: &VectorStore, chunks: Vec<Chunk>) -> Result<()>;
+    async fn insert_chunks(
+        &self,
+        ctx: &RequestContext,
+        store: &VectorStore,
+        chunks: Vec<Chunk>,
+    ) -> Result<()>;
     /// Runs a search: the chunks and scores, best first.
     async fn search(
         &self,
@@ -162,7 +171,12 @@ pub trait VectorIoProvider: Send + Sync {
         req: ListVectorStoreFilesRequest,
     ) -> Result<VectorStoreFileList>;
     /// One attached file.
-    async fn get_file(&self, ctx: &RequestContext, store: &VectorStore, file_id: &str) -> Result<VectorStoreFileObject>;
+    async fn get_file(
+        &self,
+        ctx: &RequestContext,
+        store: &VectorStore,
+        file_id: &str,
+    ) -> Result<VectorStoreFileObject>;
     /// Replaces a file's attributes (on its chunks too).
     async fn update_file(
         &self,
@@ -172,7 +186,12 @@ pub trait VectorIoProvider: Send + Sync {
         req: UpdateVectorStoreFileRequest,
     ) -> Result<VectorStoreFileObject>;
     /// Removes a file and its chunks.
-    async fn delete_file(&self, ctx: &RequestContext, store: &VectorStore, file_id: &str) -> Result<()>;
+    async fn delete_file(
+        &self,
+        ctx: &RequestContext,
+        store: &VectorStore,
+        file_id: &str,
+    ) -> Result<()>;
     /// A file's chunks in order.
     async fn file_content(
         &self,

@@ -163,9 +163,15 @@ pub async fn resolve(
     }
     let order = dependency_order(&apis, &deps)?;
 
-    let models_table = Arc::new(RoutingTable::<Model>::new(registry_kv.clone(), policy.clone()));
+    let models_table = Arc::new(RoutingTable::<Model>::new(
+        registry_kv.clone(),
+        policy.clone(),
+    ));
     models_table.reload().await?;
-    let stores_table = Arc::new(RoutingTable::<VectorStore>::new(registry_kv, policy.clone()));
+    let stores_table = Arc::new(RoutingTable::<VectorStore>::new(
+        registry_kv,
+        policy.clone(),
+    ));
     stores_table.reload().await?;
 
     let mut handles = ProviderDeps::default();

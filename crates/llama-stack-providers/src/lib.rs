@@ -15,9 +15,9 @@
 //! | `inline-faiss` | `inline::faiss` | vector stores in an in-process HNSW index |
 #![deny(missing_docs)]
 
+pub mod files;
 #[cfg(any(feature = "inline-candle", feature = "inline-sentence-transformers"))]
 mod hub;
-pub mod files;
 pub mod inference;
 pub mod vector_io;
 

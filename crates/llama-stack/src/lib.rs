@@ -64,10 +64,10 @@ pub use stack::{
 pub mod prelude {
     pub use crate::config::StackConfig;
     pub use crate::{Error, ErrorKind, RequestContext, Result, Stack, User};
+    pub use llama_stack_core::api::files::{FilePurpose, UploadFileRequest};
     pub use llama_stack_core::api::inference::{
         ChatCompletionRequest, CompletionRequest, EmbeddingsRequest, Message, ResponseFormat, Tool,
     };
-    pub use llama_stack_core::api::files::{FilePurpose, UploadFileRequest};
     pub use llama_stack_core::api::models::{ModelType, RegisterModelRequest};
     pub use llama_stack_core::api::vector_io::{
         AttachFileRequest, AttributeFilter, Chunk, ChunkingStrategy, CreateVectorStoreRequest,

@@ -23,11 +23,11 @@ use llama_stack_core::api::models::{
 use llama_stack_core::api::providers::{ListProvidersResponse, ProviderInfo, Providers};
 use llama_stack_core::api::vector_io::{
     AttachFileRequest, CreateFileBatchRequest, CreateVectorStoreRequest, FileContentRequest,
-    InsertChunksRequest, ListVectorStoreFilesRequest, ListVectorStoresRequest,
-    QueryChunksRequest, QueryChunksResponse, SearchResponse, SearchVectorStoreRequest,
-    UpdateVectorStoreFileRequest, UpdateVectorStoreRequest, VectorIo, VectorStoreDeleted,
-    VectorStoreFileBatchObject, VectorStoreFileContent, VectorStoreFileDeleted,
-    VectorStoreFileList, VectorStoreFileObject, VectorStoreList, VectorStoreObject,
+    InsertChunksRequest, ListVectorStoreFilesRequest, ListVectorStoresRequest, QueryChunksRequest,
+    QueryChunksResponse, SearchResponse, SearchVectorStoreRequest, UpdateVectorStoreFileRequest,
+    UpdateVectorStoreRequest, VectorIo, VectorStoreDeleted, VectorStoreFileBatchObject,
+    VectorStoreFileContent, VectorStoreFileDeleted, VectorStoreFileList, VectorStoreFileObject,
+    VectorStoreList, VectorStoreObject,
 };
 use llama_stack_core::api::Api;
 use llama_stack_core::provider::{ProviderRegistry, ProviderSpec, StorageResolver};
@@ -544,12 +544,18 @@ pub struct VectorIoHandle {
 
 impl VectorIoHandle {
     /// Creates a vector store.
-    pub async fn create_vector_store(&self, req: CreateVectorStoreRequest) -> Result<VectorStoreObject> {
+    pub async fn create_vector_store(
+        &self,
+        req: CreateVectorStoreRequest,
+    ) -> Result<VectorStoreObject> {
         self.api.create_vector_store(&self.ctx, req).await
     }
 
     /// A page of vector stores.
-    pub async fn list_vector_stores(&self, req: ListVectorStoresRequest) -> Result<VectorStoreList> {
+    pub async fn list_vector_stores(
+        &self,
+        req: ListVectorStoresRequest,
+    ) -> Result<VectorStoreList> {
         self.api.list_vector_stores(&self.ctx, req).await
     }
 
@@ -578,7 +584,11 @@ impl VectorIoHandle {
     }
 
     /// Attaches an uploaded file (parse, chunk, embed, insert).
-    pub async fn attach_file(&self, id: &str, req: AttachFileRequest) -> Result<VectorStoreFileObject> {
+    pub async fn attach_file(
+        &self,
+        id: &str,
+        req: AttachFileRequest,
+    ) -> Result<VectorStoreFileObject> {
         self.api.attach_file(&self.ctx, id, req).await
     }
 
@@ -603,12 +613,16 @@ impl VectorIoHandle {
         file_id: &str,
         req: UpdateVectorStoreFileRequest,
     ) -> Result<VectorStoreFileObject> {
-        self.api.update_vector_store_file(&self.ctx, id, file_id, req).await
+        self.api
+            .update_vector_store_file(&self.ctx, id, file_id, req)
+            .await
     }
 
     /// Removes a file and its chunks from a store.
     pub async fn delete_file(&self, id: &str, file_id: &str) -> Result<VectorStoreFileDeleted> {
-        self.api.delete_vector_store_file(&self.ctx, id, file_id).await
+        self.api
+            .delete_vector_store_file(&self.ctx, id, file_id)
+            .await
     }
 
     /// An attached file's chunks.
@@ -618,7 +632,9 @@ impl VectorIoHandle {
         file_id: &str,
         req: FileContentRequest,
     ) -> Result<VectorStoreFileContent> {
-        self.api.vector_store_file_content(&self.ctx, id, file_id, req).await
+        self.api
+            .vector_store_file_content(&self.ctx, id, file_id, req)
+            .await
     }
 
     /// Starts attaching several files in the background.
@@ -631,7 +647,11 @@ impl VectorIoHandle {
     }
 
     /// A file batch.
-    pub async fn get_file_batch(&self, id: &str, batch_id: &str) -> Result<VectorStoreFileBatchObject> {
+    pub async fn get_file_batch(
+        &self,
+        id: &str,
+        batch_id: &str,
+    ) -> Result<VectorStoreFileBatchObject> {
         self.api.get_file_batch(&self.ctx, id, batch_id).await
     }
 
@@ -642,11 +662,17 @@ impl VectorIoHandle {
         batch_id: &str,
         req: ListVectorStoreFilesRequest,
     ) -> Result<VectorStoreFileList> {
-        self.api.list_file_batch_files(&self.ctx, id, batch_id, req).await
+        self.api
+            .list_file_batch_files(&self.ctx, id, batch_id, req)
+            .await
     }
 
     /// Cancels a file batch.
-    pub async fn cancel_file_batch(&self, id: &str, batch_id: &str) -> Result<VectorStoreFileBatchObject> {
+    pub async fn cancel_file_batch(
+        &self,
+        id: &str,
+        batch_id: &str,
+    ) -> Result<VectorStoreFileBatchObject> {
         self.api.cancel_file_batch(&self.ctx, id, batch_id).await
     }
 

@@ -18,9 +18,7 @@ pub const MAX_EXPIRES_AFTER_SECONDS: u64 = 2_592_000;
 pub const DEFAULT_FILES_LIMIT: usize = 10_000;
 
 /// What a file is for.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FilePurpose {
     /// Files for vector stores, file search and assistants.
@@ -133,7 +131,11 @@ pub struct UploadFileRequest {
 
 impl UploadFileRequest {
     /// An upload of `content` named `filename`.
-    pub fn new(filename: impl Into<String>, content: impl Into<Vec<u8>>, purpose: FilePurpose) -> Self {
+    pub fn new(
+        filename: impl Into<String>,
+        content: impl Into<Vec<u8>>,
+        purpose: FilePurpose,
+    ) -> Self {
         UploadFileRequest {
             content: content.into(),
             filename: filename.into(),
@@ -143,7 +145,10 @@ impl UploadFileRequest {
     }
 
     /// Reads the file at `path` (its name becomes the file name).
-    pub async fn from_path(path: impl AsRef<std::path::Path>, purpose: FilePurpose) -> Result<Self> {
+    pub async fn from_path(
+        path: impl AsRef<std::path::Path>,
+        purpose: FilePurpose,
+    ) -> Result<Self> {
         let path = path.as_ref();
         let filename = path
             .file_name()
@@ -241,7 +246,8 @@ pub struct FileContent {
 #[async_trait]
 pub trait Files: Send + Sync {
     /// Stores a file owned by the caller.
-    async fn upload_file(&self, ctx: &RequestContext, req: UploadFileRequest) -> Result<FileObject>;
+    async fn upload_file(&self, ctx: &RequestContext, req: UploadFileRequest)
+        -> Result<FileObject>;
     /// A page of the caller's files.
     async fn list_files(&self, ctx: &RequestContext, req: ListFilesRequest) -> Result<FileList>;
     /// One file's metadata.
@@ -284,15 +290,24 @@ mod tests {
         assert_eq!(FilePurpose::parse("batch").unwrap(), FilePurpose::Batch);
         let e = FilePurpose::parse("fine-tune").unwrap_err();
         assert!(e.message().contains("'purpose'"), "{e}");
-        assert!(ExpiresAfter { anchor: ExpiresAfterAnchor::CreatedAt, seconds: 3599 }
-            .validate()
-            .is_err());
-        assert!(ExpiresAfter { anchor: ExpiresAfterAnchor::CreatedAt, seconds: 3600 }
-            .validate()
-            .is_ok());
-        let v: ExpiresAfter = serde_json::from_str(r#"{"anchor":"created_at","seconds":7200}"#).unwrap();
+        assert!(ExpiresAfter {
+            anchor: ExpiresAfterAnchor::CreatedAt,
+            seconds: 3599
+        }
+        .validate()
+        .is_err());
+        assert!(ExpiresAfter {
+            anchor: ExpiresAfterAnchor::CreatedAt,
+            seconds: 3600
+        }
+        .validate()
+        .is_ok());
+        let v: ExpiresAfter =
+            serde_json::from_str(r#"{"anchor":"created_at","seconds":7200}"#).unwrap();
         assert_eq!(v.seconds, 7200);
-        assert!(serde_json::from_str::<ExpiresAfter>(r#"{"anchor":"now","seconds":7200}"#).is_err());
+        assert!(
+            serde_json::from_str::<ExpiresAfter>(r#"{"anchor":"now","seconds":7200}"#).is_err()
+        );
     }
 
     #[test]

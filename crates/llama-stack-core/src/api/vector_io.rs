@@ -374,7 +374,10 @@ impl RankingOptions {
             (None, Some(w)) => {
                 let get = |k: &str| w.get(k).and_then(Value::as_f64);
                 let (v, kw) = (get("vector"), get("keyword"));
-                if let Some(k) = w.keys().find(|k| !matches!(k.as_str(), "vector" | "keyword")) {
+                if let Some(k) = w
+                    .keys()
+                    .find(|k| !matches!(k.as_str(), "vector" | "keyword"))
+                {
                     return Err(Error::invalid_param(
                         "ranking_options.weights",
                         k,
@@ -545,7 +548,13 @@ impl AttributeFilter {
             }
             AttributeFilter::In(c) | AttributeFilter::Nin(c) => match &c.value {
                 Value::Array(items) if items.iter().all(scalar) => {}
-                _ => return Err(bad_operand(self.op(), c, "an array of strings, numbers or booleans")),
+                _ => {
+                    return Err(bad_operand(
+                        self.op(),
+                        c,
+                        "an array of strings, numbers or booleans",
+                    ))
+                }
             },
             AttributeFilter::And(c) | AttributeFilter::Or(c) => {
                 if c.filters.is_empty() {
@@ -584,9 +593,8 @@ impl AttributeFilter {
     /// and values of different types are never equal or ordered.
     pub fn matches(&self, attributes: &Map<String, Value>) -> bool {
         use std::cmp::Ordering;
-        let cmp = |c: &Comparison| -> Option<Ordering> {
-            compare(attributes.get(&c.key)?, &c.value)
-        };
+        let cmp =
+            |c: &Comparison| -> Option<Ordering> { compare(attributes.get(&c.key)?, &c.value) };
         match self {
             AttributeFilter::Eq(c) => cmp(c) == Some(Ordering::Equal),
             AttributeFilter::Ne(c) => {
@@ -636,7 +644,9 @@ fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
 // ---------------------------------------------------------------------------------------
 
 /// Counts of a store's (or batch's) files by status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct FileCounts {
     /// Ingested.
     pub completed: u64,
@@ -873,7 +883,11 @@ impl ListVectorStoresRequest {
 fn page_size(limit: Option<usize>) -> Result<usize> {
     let limit = limit.unwrap_or(DEFAULT_LIST_LIMIT);
     if !(1..=100).contains(&limit) {
-        return Err(Error::invalid_param("limit", limit, "Must be between 1 and 100"));
+        return Err(Error::invalid_param(
+            "limit",
+            limit,
+            "Must be between 1 and 100",
+        ));
     }
     Ok(limit)
 }
@@ -912,7 +926,10 @@ impl<T: Listed + Clone> ListPage<T> {
         limit: usize,
     ) -> Self {
         items.sort_by(|a, b| {
-            let o = a.created_at().cmp(&b.created_at()).then_with(|| a.id().cmp(b.id()));
+            let o = a
+                .created_at()
+                .cmp(&b.created_at())
+                .then_with(|| a.id().cmp(b.id()));
             match order {
                 Order::Asc => o,
                 Order::Desc => o.reverse(),
@@ -1099,9 +1116,7 @@ pub struct SearchResponse {
 }
 
 /// Status of a file in a vector store.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VectorStoreFileStatus {
     /// Being ingested.
@@ -1265,9 +1280,7 @@ pub struct CreateFileBatchRequest {
 }
 
 /// Status of a file batch.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FileBatchStatus {
     /// Files are being ingested.
@@ -1453,11 +1466,13 @@ mod tests {
         assert!(!f.matches(&attrs(json!({"lang": "en", "year": 1999, "tag": "c"}))));
         assert!(!f.matches(&attrs(json!({"lang": "de", "year": 2021}))));
         // Missing keys never match, not even `ne`/`nin`.
-        let ne = AttributeFilter::from_value(&json!({"type": "ne", "key": "x", "value": 1})).unwrap();
+        let ne =
+            AttributeFilter::from_value(&json!({"type": "ne", "key": "x", "value": 1})).unwrap();
         assert!(!ne.matches(&attrs(json!({}))));
         assert!(ne.matches(&attrs(json!({"x": 2}))));
         // Numbers compare as numbers across int/float.
-        let lt = AttributeFilter::from_value(&json!({"type": "lt", "key": "x", "value": 2.5})).unwrap();
+        let lt =
+            AttributeFilter::from_value(&json!({"type": "lt", "key": "x", "value": 2.5})).unwrap();
         assert!(lt.matches(&attrs(json!({"x": 2}))));
         // Types that do not match never compare.
         assert!(!lt.matches(&attrs(json!({"x": "1"}))));
@@ -1489,7 +1504,10 @@ mod tests {
             weights: Some(attrs(json!({"vector": 0.3, "keyword": 0.7}))),
             ..Default::default()
         };
-        assert_eq!(weights.reranker(d).unwrap(), Reranker::Weighted { alpha: 0.3 });
+        assert_eq!(
+            weights.reranker(d).unwrap(),
+            Reranker::Weighted { alpha: 0.3 }
+        );
         let bad = RankingOptions {
             weights: Some(attrs(json!({"vector": 0.3, "keyword": 0.3}))),
             ..Default::default()
@@ -1500,7 +1518,12 @@ mod tests {
             impact_factor: Some(10.0),
             ..Default::default()
         };
-        assert_eq!(rrf.reranker(d).unwrap(), Reranker::Rrf { impact_factor: 10.0 });
+        assert_eq!(
+            rrf.reranker(d).unwrap(),
+            Reranker::Rrf {
+                impact_factor: 10.0
+            }
+        );
         assert!(RankingOptions {
             ranker: Some("bogus".into()),
             ..Default::default()

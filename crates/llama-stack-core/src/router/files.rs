@@ -46,10 +46,18 @@ fn check_file_id(file_id: &str) -> Result<()> {
 
 #[async_trait]
 impl Files for FilesRouter {
-    async fn upload_file(&self, ctx: &RequestContext, req: UploadFileRequest) -> Result<FileObject> {
+    async fn upload_file(
+        &self,
+        ctx: &RequestContext,
+        req: UploadFileRequest,
+    ) -> Result<FileObject> {
         let provider = self.provider()?;
         if req.filename.trim().is_empty() {
-            return Err(Error::invalid_param("filename", "''", "The file needs a name"));
+            return Err(Error::invalid_param(
+                "filename",
+                "''",
+                "The file needs a name",
+            ));
         }
         if req.content.is_empty() {
             return Err(Error::invalid_request(format!(

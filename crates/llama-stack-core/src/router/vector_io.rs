@@ -231,7 +231,11 @@ impl VectorIoRouter {
         action: Action,
     ) -> Result<(Arc<RegistryEntry<VectorStore>>, &Arc<dyn VectorIoProvider>)> {
         if id.is_empty() {
-            return Err(Error::invalid_param("vector_store_id", "''", "Must not be empty"));
+            return Err(Error::invalid_param(
+                "vector_store_id",
+                "''",
+                "Must not be empty",
+            ));
         }
         let entry = self.table.get(ctx, id).await?;
         if action != Action::Read {
@@ -283,7 +287,9 @@ impl VectorIoRouter {
                     name: name.map(str::to_string),
                     ..CreateVectorStoreRequest::default()
                 };
-                provider.create_vector_store(&ctx, &store, &new, req).await?;
+                provider
+                    .create_vector_store(&ctx, &store, &new, req)
+                    .await?;
             }
             Err(e) => return Err(e),
         }
@@ -357,7 +363,10 @@ impl VectorIoRouter {
         let known = model
             .metadata
             .get("embedding_dimension")
-            .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+            .and_then(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            })
             .and_then(|d| u32::try_from(d).ok());
         match (asked, known) {
             (Some(a), Some(k)) if a != k => Err(Error::invalid_param(
@@ -399,9 +408,10 @@ impl VectorIoRouter {
                 "Query rewriting needs vector_stores.rewrite_query_params.model in the run config",
             ));
         };
-        let inference = self.inference.as_ref().ok_or_else(|| {
-            Error::unsupported("query rewriting needs an inference provider")
-        })?;
+        let inference = self
+            .inference
+            .as_ref()
+            .ok_or_else(|| Error::unsupported("query rewriting needs an inference provider"))?;
         let prompt = params.prompt.replace("{query}", query);
         let req = ChatCompletionRequest::new(model.identifier(), [Message::user(prompt)])
             .with_max_tokens(params.max_tokens)
@@ -515,14 +525,16 @@ fn query_params(
     };
     let threshold = match p.get("score_threshold") {
         None | Some(Value::Null) => 0.0,
-        Some(v) => v.as_f64().filter(|f| f.is_finite()).ok_or_else(|| {
-            Error::invalid_param("params.score_threshold", v, "Must be a number")
-        })?,
+        Some(v) => v
+            .as_f64()
+            .filter(|f| f.is_finite())
+            .ok_or_else(|| Error::invalid_param("params.score_threshold", v, "Must be a number"))?,
     };
     let mode = match p.get("mode") {
         None | Some(Value::Null) => SearchMode::Vector,
-        Some(Value::String(s)) => SearchMode::parse(s)
-            .map_err(|_| Error::invalid_param("params.mode", s, "Must be one of: vector, keyword, hybrid"))?,
+        Some(Value::String(s)) => SearchMode::parse(s).map_err(|_| {
+            Error::invalid_param("params.mode", s, "Must be one of: vector, keyword, hybrid")
+        })?,
         Some(v) => {
             return Err(Error::invalid_param(
                 "params.mode",
@@ -540,7 +552,9 @@ fn query_params(
                 impact_factor: r.get("impact_factor").and_then(Value::as_f64),
                 ..RankingOptions::default()
             };
-            options.reranker(default_reranker).map_err(|e| e.with_prefix("params.ranker"))?
+            options
+                .reranker(default_reranker)
+                .map_err(|e| e.with_prefix("params.ranker"))?
         }
         Some(v) => {
             return Err(Error::invalid_param(
@@ -556,7 +570,9 @@ fn query_params(
 #[async_trait]
 impl VectorIo for VectorIoRouter {
     async fn insert_chunks(&self, ctx: &RequestContext, req: InsertChunksRequest) -> Result<()> {
-        let (entry, provider) = self.store(ctx, &req.vector_store_id, Action::Update).await?;
+        let (entry, provider) = self
+            .store(ctx, &req.vector_store_id, Action::Update)
+            .await?;
         let store = &entry.resource;
         let mut seen = std::collections::HashSet::new();
         for (i, chunk) in req.chunks.iter().enumerate() {
@@ -625,10 +641,7 @@ impl VectorIo for VectorIoRouter {
             filter: None,
         };
         let hits = provider.search(ctx, &entry.resource, search).await?;
-        let (chunks, scores) = hits
-            .into_iter()
-            .map(|(c, s)| (c, s as f32))
-            .unzip();
+        let (chunks, scores) = hits.into_iter().map(|(c, s)| (c, s as f32)).unzip();
         Ok(QueryChunksResponse { chunks, scores })
     }
 
@@ -644,7 +657,10 @@ impl VectorIo for VectorIoRouter {
             c.validate()?;
         }
         // Llama Stack's extras may come inside metadata; take them out of the user keys.
-        let provider_id = req.provider_id.clone().or_else(|| extra_str(&req, "provider_id"));
+        let provider_id = req
+            .provider_id
+            .clone()
+            .or_else(|| extra_str(&req, "provider_id"));
         let model_asked = req
             .embedding_model
             .clone()
@@ -968,9 +984,7 @@ impl VectorIo for VectorIoRouter {
         if let Some(c) = &req.chunking_strategy {
             c.validate()?;
         }
-        provider
-            .create_file_batch(ctx, &entry.resource, req)
-            .await
+        provider.create_file_batch(ctx, &entry.resource, req).await
     }
 
     async fn get_file_batch(
@@ -1058,7 +1072,10 @@ mod tests {
             "file_search_params": {"header_template": "x"}
         }))
         .unwrap();
-        assert_eq!(c.default_reranker().unwrap(), Reranker::Weighted { alpha: 0.3 });
+        assert_eq!(
+            c.default_reranker().unwrap(),
+            Reranker::Weighted { alpha: 0.3 }
+        );
         assert_eq!(
             c.default_embedding_model.unwrap().identifier(),
             "st/all-MiniLM-L6-v2"

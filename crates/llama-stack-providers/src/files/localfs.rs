@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use llama_stack_core::api::files::{
-    FileContent, FileDeleted, FileList, FileObject, FilePurpose, FileTag, Files,
-    ListFilesRequest, UploadFileRequest, DEFAULT_FILES_LIMIT,
+    FileContent, FileDeleted, FileList, FileObject, FilePurpose, FileTag, Files, ListFilesRequest,
+    UploadFileRequest, DEFAULT_FILES_LIMIT,
 };
 use llama_stack_core::api::providers::Health;
+use llama_stack_core::api::Api;
 use llama_stack_core::authorized::AuthorizedSqlStore;
 use llama_stack_core::provider::{
     FilesProvider, FnFactory, ProviderContext, ProviderInstance, ProviderSpec,
@@ -22,7 +23,6 @@ use llama_stack_core::provider::{
 use llama_stack_core::storage::{
     ColumnDef, ColumnType, Cursor, FetchQuery, Filter, Order, Row, TableSchema,
 };
-use llama_stack_core::api::Api;
 use llama_stack_core::{Error, RequestContext, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -125,7 +125,10 @@ fn object_from_row(row: &Row) -> Result<FileObject> {
         object: FileTag::File,
         id: text("id").to_string(),
         bytes: row.get("bytes").and_then(Value::as_u64).unwrap_or_default(),
-        created_at: row.get("created_at").and_then(Value::as_i64).unwrap_or_default(),
+        created_at: row
+            .get("created_at")
+            .and_then(Value::as_i64)
+            .unwrap_or_default(),
         expires_at: row.get("expires_at").and_then(Value::as_i64),
         filename: text("filename").to_string(),
         purpose: FilePurpose::parse(text("purpose"))
@@ -224,13 +227,19 @@ async fn remove_quietly(path: &Path) {
     match tokio::fs::remove_file(path).await {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(path = %path.display(), error = %e, "removing a file's bytes failed"),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "removing a file's bytes failed")
+        }
     }
 }
 
 #[async_trait]
 impl Files for LocalfsProvider {
-    async fn upload_file(&self, ctx: &RequestContext, req: UploadFileRequest) -> Result<FileObject> {
+    async fn upload_file(
+        &self,
+        ctx: &RequestContext,
+        req: UploadFileRequest,
+    ) -> Result<FileObject> {
         let size = req.content.len() as u64;
         if size > self.max_size {
             return Err(Error::new(

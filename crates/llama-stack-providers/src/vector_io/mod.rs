@@ -7,6 +7,8 @@
 //! | `inline::sqlite-vec` (alias `inline::sqlite_vec`) | [`sqlite_vec::SqliteVecIndex`]: SQLite + sqlite-vec + FTS5 | `db_path`, `persistence` |
 //! | `inline::faiss` | [`faiss::HnswIndex`]: in-process HNSW (usearch), chunks in KV | `persistence`, `index_dir`?, `hnsw`? |
 
+#[cfg(feature = "inline-faiss")]
+pub mod faiss;
 pub mod index;
 #[cfg(feature = "vector-io")]
 pub mod ingest;
@@ -14,8 +16,6 @@ pub mod ingest;
 pub mod service;
 #[cfg(feature = "inline-sqlite-vec")]
 pub mod sqlite_vec;
-#[cfg(feature = "inline-faiss")]
-pub mod faiss;
 
 #[cfg(feature = "vector-io")]
 pub use specs::*;
@@ -23,89 +23,120 @@ pub use specs::*;
 /// `inline::sqlite-vec`: its config and spec.
 #[cfg(feature = "inline-sqlite-vec")]
 pub mod sqlite_vec_provider {
-/// The provider type.
-pub const PROVIDER_TYPE: &str = "inline::sqlite-vec";
+    /// The provider type.
+    pub const PROVIDER_TYPE: &str = "inline::sqlite-vec";
 
-/// Config of `inline::sqlite-vec`.
-#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SqliteVecConfig {
-    /// The SQLite file holding chunks, vectors and the full-text index (`~` expands).
-    pub db_path: String,
-    /// Where vector store, file and batch records live.
-    pub persistence: crate::vector_io::KvStoreRef,
-    /// Ingestion and search settings.
-    #[serde(default, flatten)]
-    pub settings: crate::vector_io::service::ServiceSettings,
-}
+    /// Config of `inline::sqlite-vec`.
+    #[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct SqliteVecConfig {
+        /// The SQLite file holding chunks, vectors and the full-text index (`~` expands).
+        pub db_path: String,
+        /// Where vector store, file and batch records live.
+        pub persistence: crate::vector_io::KvStoreRef,
+        /// Ingestion and search settings.
+        #[serde(default, flatten)]
+        pub settings: crate::vector_io::service::ServiceSettings,
+    }
 
-/// The spec of `inline::sqlite-vec` (alias `inline::sqlite_vec`).
-pub fn spec() -> llama_stack_core::provider::ProviderSpec {
-    use llama_stack_core::api::Api;
-    use llama_stack_core::provider::{FnFactory, ProviderContext, ProviderSpec};
-    ProviderSpec::new::<SqliteVecConfig>(
-        Api::VectorIo,
-        PROVIDER_TYPE,
-        "Vector stores in SQLite: sqlite-vec for vectors, FTS5 for keywords",
-        FnFactory(|ctx: ProviderContext| async move {
-            let config: SqliteVecConfig = ctx.parse_config()?;
-            let kv = crate::vector_io::open_kv(&ctx, &config.persistence).await?;
-            let path = crate::vector_io::expand_home(&config.db_path);
-            let index = crate::vector_io::sqlite_vec::SqliteVecIndex::open(&path)
-                .await
-                .map_err(|e| e.with_prefix(&format!("{}.db_path", ctx.config_path)))?;
-            crate::vector_io::instance(&ctx, std::sync::Arc::new(index), kv, config.settings)
-        }),
-    )
-    .with_alias("inline::sqlite_vec")
-    .with_dependencies([Api::Inference])
-    .with_optional_dependencies([Api::Files])
-}
+    /// The spec of `inline::sqlite-vec` (alias `inline::sqlite_vec`).
+    pub fn spec() -> llama_stack_core::provider::ProviderSpec {
+        use llama_stack_core::api::Api;
+        use llama_stack_core::provider::{FnFactory, ProviderContext, ProviderSpec};
+        ProviderSpec::new::<SqliteVecConfig>(
+            Api::VectorIo,
+            PROVIDER_TYPE,
+            "Vector stores in SQLite: sqlite-vec for vectors, FTS5 for keywords",
+            FnFactory(|ctx: ProviderContext| async move {
+                let config: SqliteVecConfig = ctx.parse_config()?;
+                let kv = crate::vector_io::open_kv(&ctx, &config.persistence).await?;
+                let path = crate::vector_io::expand_home(&config.db_path);
+                let index = crate::vector_io::sqlite_vec::SqliteVecIndex::open(&path)
+                    .await
+                    .map_err(|e| e.with_prefix(&format!("{}.db_path", ctx.config_path)))?;
+                crate::vector_io::instance(&ctx, std::sync::Arc::new(index), kv, config.settings)
+            }),
+        )
+        .with_alias("inline::sqlite_vec")
+        .with_dependencies([Api::Inference])
+        .with_optional_dependencies([Api::Files])
+    }
 }
 
 /// `inline::faiss`: its config and spec.
 #[cfg(feature = "inline-faiss")]
 pub mod faiss_provider {
-/// The provider type.
-pub const PROVIDER_TYPE: &str = "inline::faiss";
+    /// The provider type.
+    pub const PROVIDER_TYPE: &str = "inline::faiss";
 
-/// Config of `inline::faiss`.
-#[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FaissConfig {
-    /// Where chunks and vector store records live (the source of truth).
-    pub persistence: crate::vector_io::KvStoreRef,
-    /// A directory for saved index files, so a restart loads instead of rebuilding (`~` expands).
-    #[serde(default)]
-    pub index_dir: Option<String>,
-    /// HNSW parameters.
-    #[serde(default)]
-    pub hnsw: crate::vector_io::faiss::HnswParams,
-    /// Ingestion and search settings.
-    #[serde(default, flatten)]
-    pub settings: crate::vector_io::service::ServiceSettings,
-}
+    /// Config of `inline::faiss`.
+    #[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct FaissConfig {
+        /// Where chunks and vector store records live (the source of truth).
+        pub persistence: crate::vector_io::KvStoreRef,
+        /// A directory for saved index files, so a restart loads instead of rebuilding (`~` expands).
+        #[serde(default)]
+        pub index_dir: Option<String>,
+        /// HNSW parameters.
+        #[serde(default)]
+        pub hnsw: crate::vector_io::faiss::HnswParams,
+        /// How often changed graphs are saved to `index_dir` (seconds, default 30).
+        #[serde(default = "default_flush_interval")]
+        pub flush_interval_seconds: u64,
+        /// Ingestion and search settings.
+        #[serde(default, flatten)]
+        pub settings: crate::vector_io::service::ServiceSettings,
+    }
 
-/// The spec of `inline::faiss` (alias `inline::builtin`, deprecated in Llama Stack).
-pub fn spec() -> llama_stack_core::provider::ProviderSpec {
-    use llama_stack_core::api::Api;
-    use llama_stack_core::provider::{FnFactory, ProviderContext, ProviderSpec};
-    ProviderSpec::new::<FaissConfig>(
-        Api::VectorIo,
-        PROVIDER_TYPE,
-        "Vector stores in an in-process HNSW index, chunks in a KV store",
-        FnFactory(|ctx: ProviderContext| async move {
-            let config: FaissConfig = ctx.parse_config()?;
-            let kv = crate::vector_io::open_kv(&ctx, &config.persistence).await?;
-            let dir = config.index_dir.as_deref().map(crate::vector_io::expand_home);
-            let index = crate::vector_io::faiss::HnswIndex::open(kv.clone(), dir, config.hnsw.clone()).await?;
-            crate::vector_io::instance(&ctx, std::sync::Arc::new(index), kv, config.settings)
-        }),
-    )
-    .with_alias("inline::builtin")
-    .with_dependencies([Api::Inference])
-    .with_optional_dependencies([Api::Files])
-}
+    fn default_flush_interval() -> u64 {
+        30
+    }
+
+    /// The spec of `inline::faiss` (alias `inline::builtin`, deprecated in Llama Stack).
+    pub fn spec() -> llama_stack_core::provider::ProviderSpec {
+        use llama_stack_core::api::Api;
+        use llama_stack_core::provider::{FnFactory, ProviderContext, ProviderSpec};
+        ProviderSpec::new::<FaissConfig>(
+            Api::VectorIo,
+            PROVIDER_TYPE,
+            "Vector stores in an in-process HNSW index, chunks in a KV store",
+            FnFactory(|ctx: ProviderContext| async move {
+                let config: FaissConfig = ctx.parse_config()?;
+                let kv = crate::vector_io::open_kv(&ctx, &config.persistence).await?;
+                let dir = config
+                    .index_dir
+                    .as_deref()
+                    .map(crate::vector_io::expand_home);
+                let saving = dir.is_some();
+                let index = std::sync::Arc::new(
+                    crate::vector_io::faiss::HnswIndex::open(kv.clone(), dir, config.hnsw.clone())
+                        .await?,
+                );
+                if saving {
+                    // Save changed graphs now and then; the task ends with the index.
+                    let weak = std::sync::Arc::downgrade(&index);
+                    let every =
+                        std::time::Duration::from_secs(config.flush_interval_seconds.max(1));
+                    tokio::spawn(async move {
+                        let mut tick = tokio::time::interval(every);
+                        tick.tick().await;
+                        loop {
+                            tick.tick().await;
+                            let Some(index) = weak.upgrade() else { break };
+                            if let Err(e) = index.flush().await {
+                                tracing::warn!(error = %e, "saving HNSW graphs failed");
+                            }
+                        }
+                    });
+                }
+                crate::vector_io::instance(&ctx, index, kv, config.settings)
+            }),
+        )
+        .with_alias("inline::builtin")
+        .with_dependencies([Api::Inference])
+        .with_optional_dependencies([Api::Files])
+    }
 }
 
 #[cfg(feature = "vector-io")]
@@ -148,9 +179,9 @@ mod specs {
     ) -> Result<ProviderInstance> {
         let inference = ctx.deps.inference()?;
         let files = ctx.deps.files();
-        Ok(ProviderInstance::VectorIo(Arc::new(VectorStoreService::new(
-            index, kv, inference, files, settings,
-        ))))
+        Ok(ProviderInstance::VectorIo(Arc::new(
+            VectorStoreService::new(index, kv, inference, files, settings),
+        )))
     }
 
     /// Expands a leading `~/` to the home directory.

@@ -12,13 +12,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use llama_stack_core::api::files::Files;
-use llama_stack_core::api::inference::{EmbeddingInput, EmbeddingVector, EmbeddingsRequest, Inference};
+use llama_stack_core::api::inference::{
+    EmbeddingInput, EmbeddingVector, EmbeddingsRequest, Inference,
+};
 use llama_stack_core::api::providers::Health;
 use llama_stack_core::api::vector_io::{
     AttachFileRequest, Chunk, ChunkContent, ChunkMetadata, ChunkSearch, ChunkingStrategy,
-    ContentText, CreateFileBatchRequest, CreateVectorStoreRequest, FileBatchStatus, FileCounts,
-    FileContentRequest, ListPage, ListVectorStoreFilesRequest, NewVectorStore, Reranker,
-    SearchMode, UpdateVectorStoreFileRequest, UpdateVectorStoreRequest, VectorStore,
+    ContentText, CreateFileBatchRequest, CreateVectorStoreRequest, FileBatchStatus,
+    FileContentRequest, FileCounts, ListPage, ListVectorStoreFilesRequest, NewVectorStore,
+    Reranker, SearchMode, UpdateVectorStoreFileRequest, UpdateVectorStoreRequest, VectorStore,
     VectorStoreExpiresAfter, VectorStoreFileBatchObject, VectorStoreFileContent,
     VectorStoreFileError, VectorStoreFileList, VectorStoreFileObject, VectorStoreFileStatus,
     VectorStoreObject,
@@ -215,7 +217,11 @@ impl Inner {
 
     async fn put_record(&self, store: &VectorStore, record: &StoreRecord) -> Result<()> {
         self.kv
-            .set(&store_key(&store.provider_resource_id), &encode(record)?, None)
+            .set(
+                &store_key(&store.provider_resource_id),
+                &encode(record)?,
+                None,
+            )
             .await
     }
 
@@ -267,7 +273,10 @@ impl Inner {
             "completed"
         };
         let mut metadata = record.metadata.clone();
-        metadata.insert("provider_id".into(), Value::String(store.provider_id.clone()));
+        metadata.insert(
+            "provider_id".into(),
+            Value::String(store.provider_id.clone()),
+        );
         metadata.insert(
             "provider_vector_store_id".into(),
             Value::String(store.provider_resource_id.clone()),
@@ -350,7 +359,12 @@ impl Inner {
         Ok(out)
     }
 
-    async fn insert(&self, ctx: &RequestContext, store: &VectorStore, mut chunks: Vec<Chunk>) -> Result<()> {
+    async fn insert(
+        &self,
+        ctx: &RequestContext,
+        store: &VectorStore,
+        mut chunks: Vec<Chunk>,
+    ) -> Result<()> {
         let missing: Vec<usize> = chunks
             .iter()
             .enumerate()
@@ -395,14 +409,20 @@ impl Inner {
         }
         let embedding = search.embedding.as_deref().unwrap_or_default();
         let hits = match search.mode {
-            SearchMode::Vector => self.index.query_vector(id, embedding, search.k, filter).await?,
+            SearchMode::Vector => {
+                self.index
+                    .query_vector(id, embedding, search.k, filter)
+                    .await?
+            }
             SearchMode::Keyword => {
                 self.index
                     .query_keyword(id, &search.query, search.k, filter)
                     .await?
             }
             SearchMode::Hybrid => {
-                let n = search.k.saturating_mul(self.settings.chunk_multiplier.max(1));
+                let n = search
+                    .k
+                    .saturating_mul(self.settings.chunk_multiplier.max(1));
                 let (vector, keyword) = tokio::try_join!(
                     self.index.query_vector(id, embedding, n, filter),
                     self.index.query_keyword(id, &search.query, n, filter),
@@ -446,7 +466,15 @@ impl Inner {
         };
         self.put_file(store, &record).await?;
         let outcome = self
-            .ingest_chunks(ctx, store, file_id, &attributes, &chunking, cancel, &mut record)
+            .ingest_chunks(
+                ctx,
+                store,
+                file_id,
+                &attributes,
+                &chunking,
+                cancel,
+                &mut record,
+            )
             .await;
         match outcome {
             Ok(()) => {
@@ -563,7 +591,10 @@ impl Inner {
         }
         for group in chunks.chunks(EMBED_BATCH) {
             if cancel.is_some_and(CancellationToken::is_cancelled) {
-                return Err(Error::new(ErrorKind::Conflict, "the file batch was cancelled"));
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    "the file batch was cancelled",
+                ));
             }
             record
                 .chunk_ids
@@ -639,7 +670,8 @@ impl Inner {
         let mut tasks = tokio::task::JoinSet::new();
         for file_id in batch.file_ids.clone() {
             let this = self.clone();
-            let (ctx, store, cancel, limit) = (ctx.clone(), store.clone(), cancel.clone(), limit.clone());
+            let (ctx, store, cancel, limit) =
+                (ctx.clone(), store.clone(), cancel.clone(), limit.clone());
             let attributes = batch.attributes.clone().unwrap_or_default();
             let chunking = batch
                 .chunking_strategy
@@ -672,7 +704,10 @@ impl Inner {
 fn fuse(vector: Vec<Scored>, keyword: Vec<Scored>, reranker: Reranker, k: usize) -> Vec<Scored> {
     fn min_max(list: &[Scored]) -> impl Fn(f64) -> f64 {
         let lo = list.iter().map(|(_, s)| *s).fold(f64::INFINITY, f64::min);
-        let hi = list.iter().map(|(_, s)| *s).fold(f64::NEG_INFINITY, f64::max);
+        let hi = list
+            .iter()
+            .map(|(_, s)| *s)
+            .fold(f64::NEG_INFINITY, f64::max);
         move |s| {
             if hi > lo {
                 (s - lo) / (hi - lo)
@@ -749,7 +784,11 @@ impl VectorIoProvider for VectorStoreService {
         inner.object(store, &record).await
     }
 
-    async fn get_vector_store(&self, _ctx: &RequestContext, store: &VectorStore) -> Result<VectorStoreObject> {
+    async fn get_vector_store(
+        &self,
+        _ctx: &RequestContext,
+        store: &VectorStore,
+    ) -> Result<VectorStoreObject> {
         let record = self.inner.record(store).await?;
         self.inner.object(store, &record).await
     }
@@ -794,7 +833,12 @@ impl VectorIoProvider for VectorStoreService {
         inner.kv.delete(&store_key(id)).await
     }
 
-    async fn insert_chunks(&self, ctx: &RequestContext, store: &VectorStore, chunks: Vec<Chunk>) -> Result<()> {
+    async fn insert_chunks(
+        &self,
+        ctx: &RequestContext,
+        store: &VectorStore,
+        chunks: Vec<Chunk>,
+    ) -> Result<()> {
         self.inner.record(store).await?;
         self.inner.insert(ctx, store, chunks).await
     }
@@ -866,7 +910,12 @@ impl VectorIoProvider for VectorStoreService {
         ))
     }
 
-    async fn get_file(&self, _ctx: &RequestContext, store: &VectorStore, file_id: &str) -> Result<VectorStoreFileObject> {
+    async fn get_file(
+        &self,
+        _ctx: &RequestContext,
+        store: &VectorStore,
+        file_id: &str,
+    ) -> Result<VectorStoreFileObject> {
         self.inner.record(store).await?;
         self.inner
             .file_record(store, file_id)
@@ -915,7 +964,12 @@ impl VectorIoProvider for VectorStoreService {
         Ok(record.object)
     }
 
-    async fn delete_file(&self, _ctx: &RequestContext, store: &VectorStore, file_id: &str) -> Result<()> {
+    async fn delete_file(
+        &self,
+        _ctx: &RequestContext,
+        store: &VectorStore,
+        file_id: &str,
+    ) -> Result<()> {
         let inner = &self.inner;
         inner.record(store).await?;
         let record = inner
@@ -1153,7 +1207,14 @@ mod tests {
     fn rrf_rewards_agreement() {
         let v = vec![hit("a", 0.9), hit("b", 0.8), hit("c", 0.7)];
         let k = vec![hit("c", 9.0), hit("d", 5.0)];
-        let fused = fuse(v, k, Reranker::Rrf { impact_factor: 60.0 }, 3);
+        let fused = fuse(
+            v,
+            k,
+            Reranker::Rrf {
+                impact_factor: 60.0,
+            },
+            3,
+        );
         let ids: Vec<&str> = fused.iter().map(|(c, _)| c.chunk_id.as_str()).collect();
         assert_eq!(ids[0], "c", "in both lists: {ids:?}");
         assert_eq!(ids.len(), 3);
@@ -1163,7 +1224,12 @@ mod tests {
     fn weighted_follows_alpha() {
         let v = vec![hit("a", 0.9), hit("b", 0.1)];
         let k = vec![hit("b", 10.0), hit("a", 1.0)];
-        let top = |alpha| fuse(v.clone(), k.clone(), Reranker::Weighted { alpha }, 1)[0].0.chunk_id.clone();
+        let top = |alpha| {
+            fuse(v.clone(), k.clone(), Reranker::Weighted { alpha }, 1)[0]
+                .0
+                .chunk_id
+                .clone()
+        };
         assert_eq!(top(1.0), "a");
         assert_eq!(top(0.0), "b");
     }
