@@ -4,17 +4,21 @@
 //! adds its routes by adding one module with a `routes()` function and one line in
 //! [`table`].
 
+mod files;
 mod inference;
 mod inspect;
 mod models;
+mod vector_io;
 
 use std::sync::Arc;
 
 use axum::routing::MethodRouter;
+use llama_stack_core::api::files::Files;
 use llama_stack_core::api::inference::Inference;
 use llama_stack_core::api::inspect::Inspect;
 use llama_stack_core::api::models::Models;
 use llama_stack_core::api::providers::Providers;
+use llama_stack_core::api::vector_io::VectorIo;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
 use crate::Stack;
@@ -26,6 +30,8 @@ pub(crate) struct AppState {
     pub(crate) models: Arc<dyn Models>,
     pub(crate) providers: Arc<dyn Providers>,
     pub(crate) inspect: Arc<dyn Inspect>,
+    pub(crate) files: Arc<dyn Files>,
+    pub(crate) vector_io: Arc<dyn VectorIo>,
 }
 
 impl AppState {
@@ -35,6 +41,8 @@ impl AppState {
             models: stack.models_api(),
             providers: stack.providers_api(),
             inspect: stack.inspect_api(),
+            files: stack.files_api(),
+            vector_io: stack.vector_io_api(),
         }
     }
 }
@@ -181,6 +189,8 @@ pub fn table() -> Vec<RouteDef> {
     let mut routes = Vec::new();
     routes.extend(inference::routes());
     routes.extend(models::routes());
+    routes.extend(files::routes());
+    routes.extend(vector_io::routes());
     routes.extend(inspect::routes());
     routes
 }
