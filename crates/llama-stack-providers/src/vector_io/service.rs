@@ -1068,8 +1068,11 @@ impl VectorIoProvider for VectorStoreService {
         let cancel = CancellationToken::new();
         inner.running().insert(batch.id.clone(), cancel.clone());
         let object = inner.batch_object(store, &batch).await?;
+        // The batch outlives the request: it runs under its own cancellation (the batch's),
+        // not the request's, which fires as soon as this call returns.
+        let batch_ctx = ctx.clone().with_cancellation(cancel.clone());
         tokio::spawn(inner.clone().run_batch(
-            ctx.clone(),
+            batch_ctx,
             store.clone(),
             batch,
             record.chunking_strategy,
