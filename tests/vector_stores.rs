@@ -366,23 +366,36 @@ async fn files_api_localfs() {
         .unwrap();
     assert_eq!(long.expires_at, Some(long.created_at + 7200));
 
-    // Another user sees none of it.
+    // Files uploaded by the anonymous local caller have no owner: every user may read
+    // them under the default policy. A user's own uploads are theirs alone.
+    let alice = stack.as_user(User::new("alice"));
     let bob = stack.as_user(User::new("bob"));
-    assert!(bob
+    let mine = alice
+        .files()
+        .upload(UploadFileRequest::new(
+            "a.txt",
+            b"alice".to_vec(),
+            FilePurpose::Assistants,
+        ))
+        .await
+        .unwrap();
+    assert!(!bob
         .files()
         .list(ListFilesRequest::default())
         .await
         .unwrap()
         .data
-        .is_empty());
+        .iter()
+        .any(|f| f.id == mine.id));
     assert_eq!(
-        bob.files().content(&ids[0]).await.unwrap_err().kind(),
+        bob.files().content(&mine.id).await.unwrap_err().kind(),
         ErrorKind::NotFound
     );
     assert_eq!(
-        bob.files().delete(&ids[0]).await.unwrap_err().kind(),
+        bob.files().delete(&mine.id).await.unwrap_err().kind(),
         ErrorKind::NotFound
     );
+    alice.files().delete(&mine.id).await.unwrap();
 
     // Expiry: gone from reads and lists, and from disk.
     tokio::time::sleep(Duration::from_millis(3100)).await;
