@@ -18,73 +18,7 @@ use std::time::Duration;
 use llama_stack::core::api::files::{FilePurpose, ListFilesRequest, UploadFileRequest};
 use llama_stack::core::storage::Order;
 use llama_stack::{ErrorKind, Stack, User};
-use vector_io_conformance::Target;
-
-/// Points the hub cache at the shared models (once) and says whether the embedding model is there.
-fn model_present() -> bool {
-    static PRESENT: OnceLock<bool> = OnceLock::new();
-    *PRESENT.get_or_init(|| {
-        let dir = std::env::var_os("HF_HUB_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/models/hub")
-            });
-        std::env::set_var("HF_HUB_CACHE", &dir);
-        std::env::set_var("HF_HUB_OFFLINE", "1");
-        let present = dir
-            .join("models--sentence-transformers--all-MiniLM-L6-v2")
-            .is_dir();
-        if !present {
-            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-                panic!(
-                    "the embedding model is missing from {} (CI must have it)",
-                    dir.display()
-                );
-            }
-            eprintln!("skip: embedding model not found in {}", dir.display());
-        }
-        present
-    })
-}
-
-/// A run config with local embeddings, localfs files and the given vector_io providers.
-fn config(dir: &Path, vector_io: &str, files_extra: &str) -> String {
-    format!(
-        r#"version: 2
-distro_name: vector-test
-providers:
-  inference:
-  - provider_id: sentence-transformers
-    provider_type: inline::sentence-transformers
-    config: {{}}
-  files:
-  - provider_id: builtin-files
-    provider_type: inline::localfs
-    config:
-      storage_dir: {dir}/files
-      metadata_store: {{backend: sql_default, table_name: files_metadata}}
-{files_extra}
-  vector_io:
-{vector_io}
-storage:
-  backends:
-    kv_default: {{type: kv_sqlite, db_path: "{dir}/kv.db"}}
-    sql_default: {{type: sql_sqlite, db_path: "{dir}/sql.db"}}
-  stores:
-    metadata: {{backend: kv_default, namespace: registry}}
-    inference: {{backend: sql_default, table_name: inference_store}}
-registered_resources:
-  models:
-  - model_id: sentence-transformers/all-MiniLM-L6-v2
-    provider_id: sentence-transformers
-    model_type: embedding
-    metadata: {{embedding_dimension: 384}}
-vector_stores:
-  default_embedding_model: {{provider_id: sentence-transformers, model_id: sentence-transformers/all-MiniLM-L6-v2}}
-"#,
-        dir = dir.display()
-    )
-}
+use vector_io_conformance::{config, model_present, target};
 
 const SQLITE_VEC: &str = r#"  - provider_id: sqlite-vec
     provider_type: inline::sqlite-vec
@@ -97,35 +31,6 @@ const FAISS: &str = r#"  - provider_id: faiss
     config:
       persistence: {backend: kv_default, namespace: "vector_io::faiss"}
       index_dir: {dir}/faiss"#;
-
-fn target(
-    label: &str,
-    provider_id: &str,
-    vector_io: &'static str,
-    min_recall: f64,
-) -> (Target, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    let build = move || {
-        let yaml = config(
-            &path,
-            &vector_io.replace("{dir}", &path.display().to_string()),
-            "",
-        );
-        Box::pin(async move { Stack::builder().config_yaml(yaml).build().await.unwrap() })
-            as std::pin::Pin<Box<dyn std::future::Future<Output = Stack> + Send>>
-    };
-    (
-        Target {
-            label: label.into(),
-            provider_id: provider_id.into(),
-            build: Box::new(build),
-            min_recall,
-            keyword: true,
-        },
-        dir,
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_sqlite_vec() {

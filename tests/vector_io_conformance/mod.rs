@@ -11,9 +11,17 @@
 //! - persistence across a rebuild of the stack over the same storage;
 //! - per-user isolation;
 //! - bad input answered with typed errors.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -23,6 +31,103 @@ use llama_stack::core::api::inference::{EmbeddingVector, EmbeddingsRequest};
 use llama_stack::core::api::vector_io::*;
 use llama_stack::{ErrorKind, Stack, User};
 use serde_json::{json, Map, Value};
+
+/// Points the hub cache at the shared models (once) and says whether the embedding model is there.
+pub fn model_present() -> bool {
+    static PRESENT: OnceLock<bool> = OnceLock::new();
+    *PRESENT.get_or_init(|| {
+        let dir = std::env::var_os("HF_HUB_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/models/hub")
+            });
+        std::env::set_var("HF_HUB_CACHE", &dir);
+        std::env::set_var("HF_HUB_OFFLINE", "1");
+        let present = dir
+            .join("models--sentence-transformers--all-MiniLM-L6-v2")
+            .is_dir();
+        if !present {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!(
+                    "the embedding model is missing from {} (CI must have it)",
+                    dir.display()
+                );
+            }
+            eprintln!("skip: embedding model not found in {}", dir.display());
+        }
+        present
+    })
+}
+
+/// A run config with local embeddings, localfs files and the given vector_io providers.
+pub fn config(dir: &Path, vector_io: &str, files_extra: &str) -> String {
+    format!(
+        r#"version: 2
+distro_name: vector-test
+providers:
+  inference:
+  - provider_id: sentence-transformers
+    provider_type: inline::sentence-transformers
+    config: {{}}
+  files:
+  - provider_id: builtin-files
+    provider_type: inline::localfs
+    config:
+      storage_dir: {dir}/files
+      metadata_store: {{backend: sql_default, table_name: files_metadata}}
+{files_extra}
+  vector_io:
+{vector_io}
+storage:
+  backends:
+    kv_default: {{type: kv_sqlite, db_path: "{dir}/kv.db"}}
+    sql_default: {{type: sql_sqlite, db_path: "{dir}/sql.db"}}
+  stores:
+    metadata: {{backend: kv_default, namespace: registry}}
+    inference: {{backend: sql_default, table_name: inference_store}}
+registered_resources:
+  models:
+  - model_id: sentence-transformers/all-MiniLM-L6-v2
+    provider_id: sentence-transformers
+    model_type: embedding
+    metadata: {{embedding_dimension: 384}}
+vector_stores:
+  default_embedding_model: {{provider_id: sentence-transformers, model_id: sentence-transformers/all-MiniLM-L6-v2}}
+"#,
+        dir = dir.display()
+    )
+}
+
+pub fn target(
+    label: &str,
+    provider_id: &str,
+    vector_io: &str,
+    min_recall: f64,
+) -> (Target, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let vector_io = vector_io.to_string();
+    let build = move || {
+        let vector_io = vector_io.clone();
+        let yaml = config(
+            &path,
+            &vector_io.replace("{dir}", &path.display().to_string()),
+            "",
+        );
+        Box::pin(async move { Stack::builder().config_yaml(yaml).build().await.unwrap() })
+            as std::pin::Pin<Box<dyn std::future::Future<Output = Stack> + Send>>
+    };
+    (
+        Target {
+            label: label.into(),
+            provider_id: provider_id.into(),
+            build: Box::new(build),
+            min_recall,
+            keyword: true,
+        },
+        dir,
+    )
+}
 
 /// The embedding model every target uses.
 pub const EMBED: &str = "sentence-transformers/sentence-transformers/all-MiniLM-L6-v2";

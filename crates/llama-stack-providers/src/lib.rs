@@ -41,5 +41,9 @@ pub fn builtin_providers() -> Vec<ProviderSpec> {
     specs.push(vector_io::sqlite_vec_provider::spec());
     #[cfg(feature = "inline-faiss")]
     specs.push(vector_io::faiss_provider::spec());
+    #[cfg(feature = "remote-pgvector")]
+    specs.push(vector_io::pgvector_provider::spec());
+    #[cfg(feature = "remote-chromadb")]
+    specs.push(vector_io::chroma_provider::spec());
     specs
 }
