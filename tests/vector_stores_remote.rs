@@ -41,8 +41,7 @@ struct FreshDb {
 
 impl FreshDb {
     async fn create(tag: &str) -> Option<FreshDb> {
-        let Ok((client, conn)) = tokio_postgres::connect(ADMIN, tokio_postgres::NoTls).await
-        else {
+        let Ok((client, conn)) = tokio_postgres::connect(ADMIN, tokio_postgres::NoTls).await else {
             missing("PostgreSQL is not reachable on 127.0.0.1:5432");
             return None;
         };
@@ -228,14 +227,17 @@ async fn conformance_chromadb() {
         .unwrap();
     let e = stack
         .vector_io()
-        .search_vector_store(
+        .search(
             &store.id,
-            serde_json::from_value(json!({"query": "anything", "search_mode": "keyword"}))
-                .unwrap(),
+            serde_json::from_value(json!({"query": "anything", "search_mode": "keyword"})).unwrap(),
         )
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
     assert!(e.message().contains("keyword"), "{e}");
-    stack.vector_io().delete_vector_store(&store.id).await.unwrap();
+    stack
+        .vector_io()
+        .delete_vector_store(&store.id)
+        .await
+        .unwrap();
 }

@@ -20,10 +20,10 @@
 )]
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use llama_stack::core::api::files::{FilePurpose, ListFilesRequest, UploadFileRequest};

@@ -14,6 +14,7 @@ use crate::api::files::Files;
 use crate::api::inference::Inference;
 use crate::api::models::Model;
 use crate::api::providers::Health;
+use crate::api::tool_runtime::ToolRuntime;
 use crate::api::vector_io::{
     AttachFileRequest, Chunk, ChunkSearch, CreateFileBatchRequest, CreateVectorStoreRequest,
     FileContentRequest, ListVectorStoreFilesRequest, NewVectorStore, UpdateVectorStoreFileRequest,
@@ -106,6 +107,17 @@ pub trait InferenceProvider: Inference {
 /// A files provider: the Files API plus health.
 #[async_trait]
 pub trait FilesProvider: Files {
+    /// Provider health.
+    async fn health(&self) -> Health {
+        Health::not_implemented()
+    }
+}
+
+/// A tool runtime provider: the ToolRuntime API for the tool groups it serves.
+#[async_trait]
+pub trait ToolRuntimeProvider: ToolRuntime {
+    /// The tool groups it serves (e.g. `builtin::file_search`).
+    fn toolgroups(&self) -> Vec<String>;
     /// Provider health.
     async fn health(&self) -> Health {
         Health::not_implemented()
@@ -245,6 +257,8 @@ pub enum ProviderInstance {
     Files(Arc<dyn FilesProvider>),
     /// A vector_io provider.
     VectorIo(Arc<dyn VectorIoProvider>),
+    /// A tool runtime provider.
+    ToolRuntime(Arc<dyn ToolRuntimeProvider>),
 }
 
 impl ProviderInstance {
@@ -254,6 +268,7 @@ impl ProviderInstance {
             ProviderInstance::Inference(_) => Api::Inference,
             ProviderInstance::Files(_) => Api::Files,
             ProviderInstance::VectorIo(_) => Api::VectorIo,
+            ProviderInstance::ToolRuntime(_) => Api::ToolRuntime,
         }
     }
 
@@ -263,6 +278,7 @@ impl ProviderInstance {
             ProviderInstance::Inference(p) => p.health().await,
             ProviderInstance::Files(p) => p.health().await,
             ProviderInstance::VectorIo(p) => p.health().await,
+            ProviderInstance::ToolRuntime(p) => p.health().await,
         }
     }
 }
@@ -281,6 +297,8 @@ pub enum ApiHandle {
     Inference(Arc<dyn Inference>),
     /// The files router.
     Files(Arc<dyn Files>),
+    /// The vector IO router.
+    VectorIo(Arc<dyn crate::api::vector_io::VectorIo>),
 }
 
 /// The routers of the APIs a provider declared as dependencies.
@@ -306,6 +324,16 @@ impl ProviderDeps {
             Some(ApiHandle::Inference(i)) => Ok(i.clone()),
             _ => Err(Error::internal(
                 "the inference API is not available to this provider; declare it in api_dependencies",
+            )),
+        }
+    }
+
+    /// The vector IO router (an error if the provider did not declare the dependency).
+    pub fn vector_io(&self) -> Result<Arc<dyn crate::api::vector_io::VectorIo>> {
+        match self.handles.get(&Api::VectorIo) {
+            Some(ApiHandle::VectorIo(v)) => Ok(v.clone()),
+            _ => Err(Error::internal(
+                "the vector_io API is not available to this provider; declare it in api_dependencies",
             )),
         }
     }

@@ -13,11 +13,11 @@ use crate::api::Api;
 use crate::error::{Error, Result};
 use crate::provider::{
     ApiHandle, FilesProvider, InferenceProvider, ProviderContext, ProviderDeps, ProviderInstance,
-    ProviderRegistry, StorageResolver, VectorIoProvider,
+    ProviderRegistry, StorageResolver, ToolRuntimeProvider, VectorIoProvider,
 };
 use crate::router::{
     FilesRouter, InferenceRouter, InspectService, ModelsRouter, ProviderEntry, ProvidersService,
-    VectorIoRouter, VectorStoresConfig,
+    ToolRuntimeRouter, VectorIoRouter, VectorStoresConfig,
 };
 use crate::routing_table::RoutingTable;
 use crate::storage::KvStore;
@@ -47,6 +47,8 @@ pub struct Resolved {
     pub files: Arc<FilesRouter>,
     /// The vector IO router.
     pub vector_io: Arc<VectorIoRouter>,
+    /// The tool runtime router.
+    pub tool_runtime: Arc<ToolRuntimeRouter>,
     /// The providers service.
     pub providers: Arc<ProvidersService>,
     /// The inspect service.
@@ -181,6 +183,9 @@ pub async fn resolve(
     let mut files_provider: Option<(String, Arc<dyn FilesProvider>)> = None;
     let mut files_router: Option<Arc<FilesRouter>> = None;
     let mut vector_io_providers: HashMap<String, Arc<dyn VectorIoProvider>> = HashMap::new();
+    let mut vector_io_router: Option<Arc<VectorIoRouter>> = None;
+    let mut tool_runtimes: Vec<(String, Arc<dyn ToolRuntimeProvider>)> = Vec::new();
+    let mut vector_stores = Some(vector_stores);
     for api in order {
         for (entry, spec) in entries.iter().zip(&specs).filter(|(e, _)| e.api == api) {
             let mut provider_deps = ProviderDeps::default();
@@ -235,6 +240,9 @@ pub async fn resolve(
                 ProviderInstance::VectorIo(p) => {
                     vector_io_providers.insert(entry.provider_id.clone(), p.clone());
                 }
+                ProviderInstance::ToolRuntime(p) => {
+                    tool_runtimes.push((entry.provider_id.clone(), p.clone()));
+                }
             }
             built.push(ProviderEntry {
                 api,
@@ -257,17 +265,39 @@ pub async fn resolve(
             handles.insert(Api::Files, ApiHandle::Files(router.clone()));
             files_router = Some(router);
         }
+        if api == Api::VectorIo {
+            // Built here, before the APIs that depend on it (tool runtimes).
+            let inference: Arc<dyn crate::api::inference::Inference> = match &inference_router {
+                Some(r) => r.clone(),
+                None => Arc::new(InferenceRouter::new(models_table.clone(), HashMap::new())),
+            };
+            let router = Arc::new(VectorIoRouter::new(
+                stores_table.clone(),
+                models_table.clone(),
+                std::mem::take(&mut vector_io_providers),
+                Some(inference),
+                vector_stores.take().unwrap_or_default(),
+            )?);
+            handles.insert(Api::VectorIo, ApiHandle::VectorIo(router.clone()));
+            vector_io_router = Some(router);
+        }
     }
     let inference = inference_router
         .unwrap_or_else(|| Arc::new(InferenceRouter::new(models_table.clone(), HashMap::new())));
-    let inference_dyn: Arc<dyn crate::api::inference::Inference> = inference.clone();
-    let vector_io = Arc::new(VectorIoRouter::new(
-        stores_table,
-        models_table.clone(),
-        vector_io_providers,
-        Some(inference_dyn),
-        vector_stores,
-    )?);
+    let vector_io = match vector_io_router {
+        Some(router) => router,
+        None => {
+            let inference_dyn: Arc<dyn crate::api::inference::Inference> = inference.clone();
+            Arc::new(VectorIoRouter::new(
+                stores_table,
+                models_table.clone(),
+                vector_io_providers,
+                Some(inference_dyn),
+                vector_stores.take().unwrap_or_default(),
+            )?)
+        }
+    };
+    let tool_runtime = Arc::new(ToolRuntimeRouter::new(tool_runtimes)?);
     let files = files_router.unwrap_or_else(|| Arc::new(FilesRouter::new(None)));
     let models = Arc::new(ModelsRouter::new(models_table, inference_providers));
 
@@ -283,6 +313,7 @@ pub async fn resolve(
         models,
         files,
         vector_io,
+        tool_runtime,
         providers: Arc::new(ProvidersService::new(built)),
         inspect: Arc::new(InspectService::new(provider_types)),
     })
@@ -292,6 +323,7 @@ fn handles_get(handles: &ProviderDeps, api: Api) -> Option<ApiHandle> {
     match api {
         Api::Inference => handles.inference().ok().map(ApiHandle::Inference),
         Api::Files => handles.files().map(ApiHandle::Files),
+        Api::VectorIo => handles.vector_io().ok().map(ApiHandle::VectorIo),
         _ => None,
     }
 }

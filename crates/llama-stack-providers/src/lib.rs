@@ -13,12 +13,16 @@
 //! | `inline-localfs` | `inline::localfs` | files on local disk, metadata in a SQL store |
 //! | `inline-sqlite-vec` | `inline::sqlite-vec` | vector stores in SQLite (sqlite-vec + FTS5) |
 //! | `inline-faiss` | `inline::faiss` | vector stores in an in-process HNSW index |
+//! | `remote-pgvector` | `remote::pgvector` | vector stores in PostgreSQL with pgvector |
+//! | `remote-chromadb` | `remote::chromadb` | vector stores in a Chroma server |
+//! | `inline-file-search` | `inline::file-search` (alias `inline::rag-runtime`) | the RAG tool (`builtin::file_search`, formerly `builtin::rag`) |
 #![deny(missing_docs)]
 
 pub mod files;
 #[cfg(any(feature = "inline-candle", feature = "inline-sentence-transformers"))]
 mod hub;
 pub mod inference;
+pub mod tool_runtime;
 pub mod vector_io;
 
 use llama_stack_core::provider::ProviderSpec;
@@ -45,5 +49,7 @@ pub fn builtin_providers() -> Vec<ProviderSpec> {
     specs.push(vector_io::pgvector_provider::spec());
     #[cfg(feature = "remote-chromadb")]
     specs.push(vector_io::chroma_provider::spec());
+    #[cfg(feature = "inline-file-search")]
+    specs.push(tool_runtime::file_search::spec());
     specs
 }

@@ -14,6 +14,11 @@
 //! | `EMBEDDING_DIMENSION` | `384` | its vector size (corrected from the model's config when cached) |
 //!
 //! Set `CANDLE_MODEL` or `EMBEDDING_MODEL` to the empty string to register neither.
+//!
+//! It also serves files (`inline::localfs` under `<store dir>/files`), vector stores
+//! (`inline::faiss`, the default for new stores, and `inline::sqlite-vec`; new stores embed
+//! with the `EMBEDDING_MODEL`) and the RAG tool (`inline::file-search`, tool group
+//! `builtin::file_search`).
 
 /// The names of the built-in distributions.
 pub const DISTRIBUTIONS: &[&str] = &["starter"];
@@ -23,6 +28,9 @@ pub const STARTER_YAML: &str = r#"version: 2
 distro_name: starter
 apis:
 - inference
+- files
+- vector_io
+- tool_runtime
 providers:
   inference:
   - provider_id: candle
@@ -34,6 +42,33 @@ providers:
         file: ${env.CANDLE_MODEL_FILE:=SmolLM2-135M-Instruct.Q4_1.gguf}
   - provider_id: sentence-transformers
     provider_type: inline::sentence-transformers
+    config: {}
+  files:
+  - provider_id: builtin-files
+    provider_type: inline::localfs
+    config:
+      storage_dir: ${env.SQLITE_STORE_DIR:=~/.llama/distributions/starter}/files
+      metadata_store:
+        backend: sql_default
+        table_name: files_metadata
+  vector_io:
+  - provider_id: faiss
+    provider_type: inline::faiss
+    config:
+      persistence:
+        backend: kv_default
+        namespace: vector_io::faiss
+      index_dir: ${env.SQLITE_STORE_DIR:=~/.llama/distributions/starter}/faiss
+  - provider_id: sqlite-vec
+    provider_type: inline::sqlite-vec
+    config:
+      db_path: ${env.SQLITE_STORE_DIR:=~/.llama/distributions/starter}/sqlite_vec.db
+      persistence:
+        backend: kv_default
+        namespace: vector_io::sqlite_vec
+  tool_runtime:
+  - provider_id: file-search
+    provider_type: inline::file-search
     config: {}
 storage:
   backends:
@@ -73,6 +108,11 @@ registered_resources:
     model_type: embedding
     metadata:
       embedding_dimension: ${env.EMBEDDING_DIMENSION:=384}
+vector_stores:
+  default_provider_id: faiss
+  default_embedding_model:
+    provider_id: sentence-transformers
+    model_id: ${env.EMBEDDING_MODEL:=sentence-transformers/all-MiniLM-L6-v2}
 server:
   port: 8321
 "#;

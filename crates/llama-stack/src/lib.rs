@@ -57,7 +57,7 @@ pub use llama_stack_core as core;
 pub use llama_stack_core::{Error, ErrorKind, RequestContext, Result, User};
 pub use stack::{
     FilesHandle, InferenceHandle, InspectHandle, ModelsHandle, ProvidersHandle, Scope, Stack,
-    StackBuilder, VectorIoHandle, MODEL_REFRESH_INTERVAL,
+    StackBuilder, ToolRuntimeHandle, VectorIoHandle, MODEL_REFRESH_INTERVAL,
 };
 
 /// The types most applications need.

@@ -21,6 +21,10 @@ use llama_stack_core::api::models::{
     ListModelsResponse, Model, Models, OpenAiListModelsResponse, RegisterModelRequest,
 };
 use llama_stack_core::api::providers::{ListProvidersResponse, ProviderInfo, Providers};
+use llama_stack_core::api::tool_runtime::{
+    InvokeToolRequest, ListToolDefsResponse, RagInsertRequest, RagQueryRequest, RagQueryResult,
+    ToolInvocationResult, ToolRuntime,
+};
 use llama_stack_core::api::vector_io::{
     AttachFileRequest, CreateFileBatchRequest, CreateVectorStoreRequest, FileContentRequest,
     InsertChunksRequest, ListVectorStoreFilesRequest, ListVectorStoresRequest, QueryChunksRequest,
@@ -33,8 +37,8 @@ use llama_stack_core::api::Api;
 use llama_stack_core::provider::{ProviderRegistry, ProviderSpec, StorageResolver};
 use llama_stack_core::resolver::{self, ProviderConfigEntry, Resolved};
 use llama_stack_core::router::{
-    FilesRouter, InferenceRouter, InspectService, ModelsRouter, ProvidersService, VectorIoRouter,
-    VectorStoresConfig,
+    FilesRouter, InferenceRouter, InspectService, ModelsRouter, ProvidersService,
+    ToolRuntimeRouter, VectorIoRouter, VectorStoresConfig,
 };
 use llama_stack_core::{Error, RequestContext, Result, User};
 use llama_stack_storage::inference_store::SqlInferenceStore;
@@ -200,6 +204,7 @@ impl StackBuilder {
             models,
             files,
             vector_io,
+            tool_runtime,
             providers,
             inspect,
         } = resolver::resolve(
@@ -283,6 +288,7 @@ impl StackBuilder {
                 models,
                 files,
                 vector_io,
+                tool_runtime,
                 providers,
                 inspect,
                 policy,
@@ -300,6 +306,7 @@ struct StackInner {
     models: Arc<ModelsRouter>,
     files: Arc<FilesRouter>,
     vector_io: Arc<VectorIoRouter>,
+    tool_runtime: Arc<ToolRuntimeRouter>,
     providers: Arc<ProvidersService>,
     inspect: Arc<InspectService>,
     policy: Arc<AccessPolicy>,
@@ -403,6 +410,21 @@ impl Stack {
         self.scope().vector_io()
     }
 
+    /// The ToolRuntime API (tools, the RAG tool) as the anonymous caller.
+    pub fn tool_runtime(&self) -> ToolRuntimeHandle {
+        self.scope().tool_runtime()
+    }
+
+    /// The tool runtime router as a trait object.
+    pub fn tool_runtime_api(&self) -> Arc<dyn ToolRuntime> {
+        self.inner.tool_runtime.clone()
+    }
+
+    /// The tool groups served, with the provider serving each.
+    pub fn toolgroups(&self) -> Vec<(String, String)> {
+        self.inner.tool_runtime.toolgroups()
+    }
+
     /// The files router as a trait object.
     pub fn files_api(&self) -> Arc<dyn Files> {
         self.inner.files.clone()
@@ -492,12 +514,49 @@ impl Scope {
         }
     }
 
+    /// The ToolRuntime API.
+    pub fn tool_runtime(&self) -> ToolRuntimeHandle {
+        ToolRuntimeHandle {
+            api: self.stack.inner.tool_runtime.clone(),
+            ctx: self.ctx.clone(),
+        }
+    }
+
     /// The VectorIO API.
     pub fn vector_io(&self) -> VectorIoHandle {
         VectorIoHandle {
             api: self.stack.inner.vector_io.clone(),
             ctx: self.ctx.clone(),
         }
+    }
+}
+
+/// The ToolRuntime API bound to a request context.
+#[derive(Clone)]
+pub struct ToolRuntimeHandle {
+    api: Arc<ToolRuntimeRouter>,
+    ctx: RequestContext,
+}
+
+impl ToolRuntimeHandle {
+    /// The tools of one group, or of all.
+    pub async fn list_tools(&self, tool_group_id: Option<&str>) -> Result<ListToolDefsResponse> {
+        self.api.list_runtime_tools(&self.ctx, tool_group_id).await
+    }
+
+    /// Runs a tool.
+    pub async fn invoke(&self, req: InvokeToolRequest) -> Result<ToolInvocationResult> {
+        self.api.invoke_tool(&self.ctx, req).await
+    }
+
+    /// RAG tool: stores documents in a vector store.
+    pub async fn rag_insert(&self, req: RagInsertRequest) -> Result<()> {
+        self.api.rag_insert(&self.ctx, req).await
+    }
+
+    /// RAG tool: a cited context for a query from some vector stores.
+    pub async fn rag_query(&self, req: RagQueryRequest) -> Result<RagQueryResult> {
+        self.api.rag_query(&self.ctx, req).await
     }
 }
 

@@ -190,6 +190,8 @@ pub const ROUTES: &[RouteSpec] = &[
     d("DELETE", "/v1/toolgroups/{toolgroup_id}", Api::ToolGroups),
     d("POST", "/v1/tool-runtime/invoke", Api::ToolRuntime),
     d("GET", "/v1/tool-runtime/list-tools", Api::ToolRuntime),
+    d("POST", "/v1/tool-runtime/rag-tool/insert", Api::ToolRuntime),
+    d("POST", "/v1/tool-runtime/rag-tool/query", Api::ToolRuntime),
     r("GET", "/v1beta/connectors", Api::Connectors),
     r("GET", "/v1beta/connectors/{connector_id}", Api::Connectors),
     r(

@@ -6,6 +6,7 @@ pub mod inference;
 pub mod inspect;
 pub mod models;
 pub mod providers;
+pub mod tool_runtime;
 pub mod vector_io;
 
 /// Serde helper: deserializes a present value, rejecting an explicit `null`

@@ -7,6 +7,7 @@ pub mod inference;
 pub mod inspect;
 pub mod models;
 pub mod providers;
+pub mod tool_runtime;
 pub mod vector_io;
 
 pub use files::FilesRouter;
@@ -14,6 +15,7 @@ pub use inference::InferenceRouter;
 pub use inspect::InspectService;
 pub use models::ModelsRouter;
 pub use providers::{ProviderEntry, ProvidersService};
+pub use tool_runtime::ToolRuntimeRouter;
 pub use vector_io::{VectorIoRouter, VectorStoresConfig};
 
 /// Unix time in seconds.

@@ -158,7 +158,9 @@ impl ChromaIndex {
             )
             .await?;
         if let Some(max) = checks.get("max_batch_size").and_then(Value::as_u64) {
-            index.batch = usize::try_from(max).unwrap_or(MAX_BATCH).clamp(1, MAX_BATCH);
+            index.batch = usize::try_from(max)
+                .unwrap_or(MAX_BATCH)
+                .clamp(1, MAX_BATCH);
         }
         // The tenant and database must exist.
         index
@@ -400,8 +402,8 @@ fn decode_record(
         .and_then(|m| m.get(CHUNK_KEY))
         .and_then(Value::as_str)
         .ok_or_else(|| corrupt("has no chunk"))?;
-    let mut chunk: Chunk =
-        serde_json::from_str(stored).map_err(|e| corrupt(&format!("holds a corrupt chunk: {e}")))?;
+    let mut chunk: Chunk = serde_json::from_str(stored)
+        .map_err(|e| corrupt(&format!("holds a corrupt chunk: {e}")))?;
     chunk.embedding = embedding;
     Ok(chunk)
 }
@@ -567,8 +569,14 @@ impl VectorIndex for ChromaIndex {
         }
         let what = format!("deleting chunks of vector store '{store_id}'");
         for batch in chunk_ids.chunks(self.batch) {
-            self.on_collection(store_id, &collection, "delete", &what, &json!({"ids": batch}))
-                .await?;
+            self.on_collection(
+                store_id,
+                &collection,
+                "delete",
+                &what,
+                &json!({"ids": batch}),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -613,7 +621,12 @@ impl VectorIndex for ChromaIndex {
         filter: Option<&AttributeFilter>,
     ) -> Result<Vec<Scored>> {
         let collection = self.require(store_id).await?;
-        check_embedding(store_id, "the query embedding", embedding, collection.dimension)?;
+        check_embedding(
+            store_id,
+            "the query embedding",
+            embedding,
+            collection.dimension,
+        )?;
         if k == 0 {
             return Ok(Vec::new());
         }

@@ -241,8 +241,7 @@ pub mod pgvector_provider {
                     Some(r) => crate::vector_io::open_kv(&ctx, r).await?,
                     None => Arc::new(NamespacedKv::new(
                         Arc::new(
-                            crate::vector_io::pgvector::PgRecords::open(Arc::clone(&index))
-                                .await?,
+                            crate::vector_io::pgvector::PgRecords::open(Arc::clone(&index)).await?,
                         ),
                         &format!("vector_io::pgvector::{}", ctx.provider_id),
                     )),

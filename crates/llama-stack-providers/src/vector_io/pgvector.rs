@@ -289,7 +289,8 @@ impl PgVectorIndex {
             }
         };
         index.iterative_scans = version_at_least(&version, (0, 8));
-        if index.options.distance_metric == DistanceMetric::L1 && !version_at_least(&version, (0, 7))
+        if index.options.distance_metric == DistanceMetric::L1
+            && !version_at_least(&version, (0, 7))
         {
             return Err(Error::config(format!(
                 "pgvector at {}: distance_metric L1 needs pgvector 0.7 or later (installed: {version})",
@@ -464,7 +465,9 @@ fn typed_comparison(key: &str, op: &str, value: &Value, params: &mut Vec<Param>)
     };
     let k = bind(params, Param::Text(key.to_string()));
     let v = bind(params, rhs);
-    let lhs = format!("CASE WHEN jsonb_typeof(metadata->{k}::text) = '{ty}' THEN metadata->>{k}::text END");
+    let lhs = format!(
+        "CASE WHEN jsonb_typeof(metadata->{k}::text) = '{ty}' THEN metadata->>{k}::text END"
+    );
     Some(match ty {
         "number" => format!("COALESCE(({lhs})::float8 {op} {v}::float8, FALSE)"),
         "boolean" => format!("COALESCE(({lhs})::boolean {op} {v}::boolean, FALSE)"),
@@ -854,13 +857,17 @@ impl VectorIndex for PgVectorIndex {
             rows = run(true).await?;
         }
         tx.commit().await.map_err(|e| self.err(e, &what))?;
-        rows.iter()
+        let mut out = rows
+            .iter()
             .map(|row| {
                 let chunk = decode(&self.addr, store_id, row)?;
                 let distance: f64 = row.try_get(3).unwrap_or(f64::NAN);
                 Ok((chunk, self.options.distance_metric.score(distance)))
             })
-            .collect()
+            .collect::<Result<Vec<Scored>>>()?;
+        // Relaxed-order scans (IVFFlat) may hand rows back slightly out of order.
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(out)
     }
 
     async fn query_keyword(
@@ -968,7 +975,11 @@ impl PgRecords {
         Ok(PgRecords { index })
     }
 
-    async fn rows(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<(String, String)>> {
+    async fn rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<(String, String)>> {
         let client = self.index.client("reading records").await?;
         let rows = client
             .query(sql, params)
@@ -1055,7 +1066,10 @@ impl KvStore for PgRecords {
     async fn delete(&self, key: &str) -> Result<()> {
         let client = self.index.client("deleting a record").await?;
         client
-            .execute(&format!("DELETE FROM {RECORDS_TABLE} WHERE key = $1"), &[&key])
+            .execute(
+                &format!("DELETE FROM {RECORDS_TABLE} WHERE key = $1"),
+                &[&key],
+            )
             .await
             .map_err(|e| self.index.err(e, "deleting a record"))?;
         Ok(())
@@ -1287,13 +1301,15 @@ mod tests {
                 .into_iter()
                 .map(|(c, _)| c.chunk_id)
                 .collect();
-            assert_eq!(keyword, expected, "keyword {}", serde_json::to_string(&filter).unwrap());
+            assert_eq!(
+                keyword,
+                expected,
+                "keyword {}",
+                serde_json::to_string(&filter).unwrap()
+            );
         }
         // k smaller than the matches: the nearest ones, best first.
-        let near = index
-            .query_vector("s", &[1.0, 0.0], 3, None)
-            .await
-            .unwrap();
+        let near = index.query_vector("s", &[1.0, 0.0], 3, None).await.unwrap();
         let near: Vec<&str> = near.iter().map(|(c, _)| c.chunk_id.as_str()).collect();
         assert_eq!(near, ["c0", "c1", "c2"]);
         drop(index);
@@ -1306,7 +1322,10 @@ mod tests {
             return;
         };
         let index = PgVectorIndex::open(options(&db)).await.unwrap();
-        index.create_store("store with 'quotes'; DROP TABLE x", 3).await.unwrap();
+        index
+            .create_store("store with 'quotes'; DROP TABLE x", 3)
+            .await
+            .unwrap();
         let sid = "store with 'quotes'; DROP TABLE x";
         // Same dimension: idempotent; another: conflict.
         index.create_store(sid, 3).await.unwrap();
@@ -1318,7 +1337,10 @@ mod tests {
         let mut b = Chunk::new("b", "second");
         b.embedding = Some(vec![0.0, 1.0, 0.0]);
         index.upsert(sid, &[a.clone(), b.clone()]).await.unwrap();
-        let got = index.get(sid, &["b".into(), "zz".into(), "a".into()]).await.unwrap();
+        let got = index
+            .get(sid, &["b".into(), "zz".into(), "a".into()])
+            .await
+            .unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].chunk_id, "b");
         assert_eq!(got[1].content.text(), a.content.text());
@@ -1332,7 +1354,10 @@ mod tests {
         index.upsert(sid, &[a2, a3]).await.unwrap();
         let got = index.get(sid, &["a".into()]).await.unwrap();
         assert_eq!(got[0].embedding.as_deref(), Some(&[0.0f32, 0.6, 0.8][..]));
-        let top = index.query_vector(sid, &[0.0, 0.0, 1.0], 5, None).await.unwrap();
+        let top = index
+            .query_vector(sid, &[0.0, 0.0, 1.0], 5, None)
+            .await
+            .unwrap();
         assert_eq!(top.len(), 2);
         assert_eq!(top[0].0.chunk_id, "a");
         assert!((top[0].1 - 0.8).abs() < 1e-5, "{}", top[0].1);
@@ -1340,7 +1365,10 @@ mod tests {
         for q in ["'quotes' & | ! :* (syntax)", "!!!", "", "a:*", "NUL"] {
             index.query_keyword(sid, q, 5, None).await.unwrap();
         }
-        let hits = index.query_keyword(sid, "quotes syntax", 5, None).await.unwrap();
+        let hits = index
+            .query_keyword(sid, "quotes syntax", 5, None)
+            .await
+            .unwrap();
         assert_eq!(hits[0].0.chunk_id, "a");
         // Bad input: wrong dimension, non-finite values, NUL in metadata.
         let mut bad = Chunk::new("x", "x");
@@ -1361,13 +1389,22 @@ mod tests {
             llama_stack_core::ErrorKind::InvalidRequest
         );
         // Delete, drop, unknown store.
-        index.delete(sid, &["a".into(), "nope".into()]).await.unwrap();
+        index
+            .delete(sid, &["a".into(), "nope".into()])
+            .await
+            .unwrap();
         assert_eq!(index.get(sid, &["a".into()]).await.unwrap().len(), 0);
         index.drop_store(sid).await.unwrap();
         index.drop_store(sid).await.unwrap();
-        let e = index.query_vector(sid, &[1.0, 0.0, 0.0], 1, None).await.unwrap_err();
+        let e = index
+            .query_vector(sid, &[1.0, 0.0, 0.0], 1, None)
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), llama_stack_core::ErrorKind::NotFound);
-        assert_eq!(index.health().await.status, llama_stack_core::api::providers::HealthStatus::Ok);
+        assert_eq!(
+            index.health().await.status,
+            llama_stack_core::api::providers::HealthStatus::Ok
+        );
         drop(index);
         drop_db(&db).await;
     }
@@ -1386,14 +1423,19 @@ mod tests {
         assert_eq!(kv.get("b:1").await.unwrap().as_deref(), Some("uno"));
         assert_eq!(
             kv.scan_prefix("b:").await.unwrap(),
-            [("b:1".to_string(), "uno".to_string()), ("b:2".into(), "two".into())]
+            [
+                ("b:1".to_string(), "uno".to_string()),
+                ("b:2".into(), "two".into())
+            ]
         );
         assert_eq!(kv.scan_range("a", "b:2").await.unwrap().len(), 2);
         assert!(!kv.set_if_absent("a", "y", None).await.unwrap());
         assert!(kv.set_if_absent("c", "y", None).await.unwrap());
         assert_eq!(kv.increment("n", 2, None).await.unwrap(), 2);
         assert_eq!(kv.increment("n", 3, None).await.unwrap(), 5);
-        kv.set("t", "gone", Some(Duration::from_millis(1))).await.unwrap();
+        kv.set("t", "gone", Some(Duration::from_millis(1)))
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(kv.get("t").await.unwrap(), None);
         assert!(kv.set_if_absent("t", "back", None).await.unwrap());

@@ -8,6 +8,7 @@ mod files;
 mod inference;
 mod inspect;
 mod models;
+mod tool_runtime;
 mod vector_io;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use llama_stack_core::api::inference::Inference;
 use llama_stack_core::api::inspect::Inspect;
 use llama_stack_core::api::models::Models;
 use llama_stack_core::api::providers::Providers;
+use llama_stack_core::api::tool_runtime::ToolRuntime;
 use llama_stack_core::api::vector_io::VectorIo;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 
@@ -32,6 +34,7 @@ pub(crate) struct AppState {
     pub(crate) inspect: Arc<dyn Inspect>,
     pub(crate) files: Arc<dyn Files>,
     pub(crate) vector_io: Arc<dyn VectorIo>,
+    pub(crate) tool_runtime: Arc<dyn ToolRuntime>,
 }
 
 impl AppState {
@@ -43,6 +46,7 @@ impl AppState {
             inspect: stack.inspect_api(),
             files: stack.files_api(),
             vector_io: stack.vector_io_api(),
+            tool_runtime: stack.tool_runtime_api(),
         }
     }
 }
@@ -191,6 +195,7 @@ pub fn table() -> Vec<RouteDef> {
     routes.extend(models::routes());
     routes.extend(files::routes());
     routes.extend(vector_io::routes());
+    routes.extend(tool_runtime::routes());
     routes.extend(inspect::routes());
     routes
 }
