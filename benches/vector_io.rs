@@ -28,6 +28,7 @@ use llama_stack::prelude::*;
 use llama_stack_providers::vector_io::index::VectorIndex;
 
 #[path = "support/process.rs"]
+#[allow(dead_code)]
 mod process;
 use process::cpu_seconds;
 

@@ -117,15 +117,18 @@ struct GetBody {
     metadatas: Option<Vec<Option<Map<String, Value>>>>,
 }
 
+/// One list of optional values per query embedding.
+type PerQuery<T> = Option<Vec<Vec<Option<T>>>>;
+
 #[derive(Deserialize)]
 struct QueryBody {
     ids: Vec<Vec<String>>,
     #[serde(default)]
-    embeddings: Option<Vec<Vec<Option<Vec<f32>>>>>,
+    embeddings: PerQuery<Vec<f32>>,
     #[serde(default)]
-    metadatas: Option<Vec<Vec<Option<Map<String, Value>>>>>,
+    metadatas: PerQuery<Map<String, Value>>,
     #[serde(default)]
-    distances: Option<Vec<Vec<Option<f64>>>>,
+    distances: PerQuery<f64>,
 }
 
 impl ChromaIndex {

@@ -532,12 +532,17 @@ fn filter_sql(filter: &AttributeFilter, params: &mut Vec<Param>) -> String {
     }
 }
 
+/// Letters and digits of ASCII, letters of other scripts (not, e.g., superscript digits).
+fn is_word_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || (!c.is_ascii() && c.is_alphabetic())
+}
+
 /// A `to_tsquery` expression matching any word of `query` (words are runs of letters and
 /// digits, so no character of the query is read as tsquery syntax); `None` without words.
 fn tsquery_expression(query: &str) -> Option<String> {
     let mut seen = std::collections::HashSet::new();
     let terms: Vec<String> = query
-        .split(|c: char| !c.is_ascii_alphanumeric() && !(c.is_alphabetic() && !c.is_ascii()))
+        .split(|c: char| !is_word_char(c))
         .filter(|word| !word.is_empty() && seen.insert(word.to_lowercase()))
         .take(MAX_QUERY_TERMS)
         .map(str::to_string)
