@@ -29,6 +29,7 @@ use std::time::Duration;
 use llama_stack::core::api::files::{FilePurpose, ListFilesRequest, UploadFileRequest};
 use llama_stack::core::api::inference::{EmbeddingVector, EmbeddingsRequest};
 use llama_stack::core::api::vector_io::*;
+use llama_stack::core::storage::Order;
 use llama_stack::{ErrorKind, Stack, User};
 use serde_json::{json, Map, Value};
 
@@ -127,6 +128,180 @@ pub fn target(
         },
         dir,
     )
+}
+
+/// A boxed `bool` future (whether a file's bytes exist in the backend).
+pub type BoolFuture = Pin<Box<dyn Future<Output = bool> + Send>>;
+
+/// The Files API of a stack whose files provider has `ttl_secs: 2` and
+/// `max_file_size_bytes: 1000`: ids, pages, cursors, purposes, content, deletes, 413,
+/// `expires_after`, ownership and expiry (`exists` says whether the backend still holds a
+/// file's bytes).
+pub async fn files_api(stack: &Stack, exists: &(dyn Fn(String) -> BoolFuture + Sync)) {
+    let files = stack.files();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let purpose = if i % 2 == 0 {
+            FilePurpose::Assistants
+        } else {
+            FilePurpose::Batch
+        };
+        let f = files
+            .upload(UploadFileRequest::new(
+                format!("f{i}.txt"),
+                format!("content {i}").into_bytes(),
+                purpose,
+            ))
+            .await
+            .unwrap();
+        assert!(f.id.starts_with("file-") && f.id.len() == 37, "{}", f.id);
+        assert_eq!(f.bytes, 9);
+        assert_eq!(f.expires_at, Some(f.created_at + 2), "ttl_secs applies");
+        ids.push(f.id);
+        // Distinct creation seconds are not needed: the id breaks ties.
+    }
+    let all = files.list(ListFilesRequest::default()).await.unwrap();
+    assert_eq!(all.data.len(), 5);
+    assert_eq!(all.object, "list");
+    let batch = files
+        .list(ListFilesRequest {
+            purpose: Some(FilePurpose::Batch),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(batch.data.len(), 2);
+    let p1 = files
+        .list(ListFilesRequest {
+            limit: Some(2),
+            order: Some(Order::Asc),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(p1.has_more);
+    let p2 = files
+        .list(ListFilesRequest {
+            limit: Some(10),
+            order: Some(Order::Asc),
+            after: Some(p1.last_id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        p1.data.len() + p2.data.len(),
+        5,
+        "pages cover everything once"
+    );
+    assert!(!p2.has_more);
+    let e = files
+        .list(ListFilesRequest {
+            after: Some("file-ffffffffffffffffffffffffffffffff".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+
+    let c = files.content(&ids[0]).await.unwrap();
+    assert_eq!(c.content, b"content 0");
+    assert_eq!(c.filename, "f0.txt");
+    let d = files.delete(&ids[1]).await.unwrap();
+    assert!(d.deleted);
+    assert_eq!(
+        files.get(&ids[1]).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        files.delete(&ids[1]).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        files
+            .content("file-../../etc/passwd")
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+
+    // Size limit → 413.
+    let e = files
+        .upload(UploadFileRequest::new(
+            "big.bin",
+            vec![7u8; 1001],
+            FilePurpose::Assistants,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PayloadTooLarge);
+    assert_eq!(e.http_status(), 413);
+    let e = files
+        .upload(
+            UploadFileRequest::new("x.txt", b"x".to_vec(), FilePurpose::Assistants)
+                .expires_after(60),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::InvalidRequest,
+        "expires_after below one hour"
+    );
+    let long = files
+        .upload(
+            UploadFileRequest::new("x.txt", b"x".to_vec(), FilePurpose::Assistants)
+                .expires_after(7200),
+        )
+        .await
+        .unwrap();
+    assert_eq!(long.expires_at, Some(long.created_at + 7200));
+
+    // Files uploaded by the anonymous local caller have no owner: every user may read
+    // them under the default policy. A user's own uploads are theirs alone.
+    let alice = stack.as_user(User::new("alice"));
+    let bob = stack.as_user(User::new("bob"));
+    let mine = alice
+        .files()
+        .upload(UploadFileRequest::new(
+            "a.txt",
+            b"alice".to_vec(),
+            FilePurpose::Assistants,
+        ))
+        .await
+        .unwrap();
+    assert!(!bob
+        .files()
+        .list(ListFilesRequest::default())
+        .await
+        .unwrap()
+        .data
+        .iter()
+        .any(|f| f.id == mine.id));
+    assert_eq!(
+        bob.files().content(&mine.id).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        bob.files().delete(&mine.id).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    alice.files().delete(&mine.id).await.unwrap();
+
+    // Expiry: gone from reads and lists, and from disk.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_eq!(
+        files.get(&ids[0]).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let left = files.list(ListFilesRequest::default()).await.unwrap();
+    assert_eq!(
+        left.data.iter().map(|f| f.id.clone()).collect::<Vec<_>>(),
+        vec![long.id.clone()]
+    );
+    assert!(!exists(ids[2].clone()).await, "expired bytes removed");
+    assert!(exists(long.id.clone()).await);
 }
 
 /// The embedding model every target uses.

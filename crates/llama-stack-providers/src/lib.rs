@@ -11,6 +11,7 @@
 //! | `remote-openai-compat` | `remote::openai`, `remote::vllm`, `remote::ollama`, `remote::llama-cpp-server`, `remote::tgi`, `remote::fireworks`, `remote::together`, `remote::groq`, `remote::sambanova`, `remote::cerebras`, `remote::nvidia`, `remote::databricks`, `remote::runpod`, `remote::llama-openai-compat`, `remote::azure`, `remote::watsonx`, `remote::passthrough` | OpenAI-compatible remote services |
 //! | `remote-native` | `remote::anthropic`, `remote::gemini` | Anthropic's Messages API and Google's Gemini API in their own protocols |
 //! | `inline-localfs` | `inline::localfs` | files on local disk, metadata in a SQL store |
+//! | `remote-s3` | `remote::s3` | files in an S3 or S3-compatible bucket, metadata in a SQL store |
 //! | `inline-sqlite-vec` | `inline::sqlite-vec` | vector stores in SQLite (sqlite-vec + FTS5) |
 //! | `inline-faiss` | `inline::faiss` | vector stores in an in-process HNSW index |
 //! | `remote-pgvector` | `remote::pgvector` | vector stores in PostgreSQL with pgvector |
@@ -41,6 +42,8 @@ pub fn builtin_providers() -> Vec<ProviderSpec> {
     specs.extend([inference::anthropic::spec(), inference::gemini::spec()]);
     #[cfg(feature = "inline-localfs")]
     specs.push(files::localfs::spec());
+    #[cfg(feature = "remote-s3")]
+    specs.push(files::s3::spec());
     #[cfg(feature = "inline-sqlite-vec")]
     specs.push(vector_io::sqlite_vec_provider::spec());
     #[cfg(feature = "inline-faiss")]
