@@ -8,8 +8,11 @@
 //! PostgreSQL with pgvector answers on 127.0.0.1:5432 (a fresh database per run);
 //! `remote::chromadb` when `LLAMA_STACK_TEST_CHROMA_URL` is set. Environment:
 //! `VECTOR_BENCH_SIZES` (default `10000,100000`), `VECTOR_BENCH_QUERIES` (default 200),
-//! `VECTOR_BENCH_INGEST` (chunks for the ingest run, default 2000). The corpus embeddings
-//! are computed once and cached under the target directory (`vector-bench/`). Prints one
+//! `VECTOR_BENCH_INGEST` (chunks for the ingest run, default 2000; 0 skips it),
+//! `VECTOR_BENCH_INDEXES` (comma list among `sqlite_vec,faiss_hnsw,pgvector_hnsw,chromadb`;
+//! default all available). The corpus embeddings are computed once and cached under the
+//! target directory (`vector-bench/minilm-<n>.f32`); the query embeddings are written
+//! beside them (`queries-<q>.f32`) for `benches/vector_io_side_by_side.py`. Prints one
 //! `name value unit` line per measurement.
 #![allow(
     clippy::print_stdout,
@@ -459,13 +462,24 @@ vector_stores:
         providers.push("chromadb");
     }
     embed(&stack, &["warm up".to_string()]).await?;
-    for p in &providers {
-        bench_ingest(&stack, p, n_ingest).await?;
+    if n_ingest > 0 {
+        for p in &providers {
+            bench_ingest(&stack, p, n_ingest).await?;
+        }
     }
 
     let corpus = corpus_embeddings(&stack, max).await?;
     let query_texts: Vec<String> = (0..n_queries).map(query).collect();
     let queries = embed(&stack, &query_texts).await?;
+    let query_bytes: Vec<u8> = queries
+        .iter()
+        .flat_map(|v| v.iter().flat_map(|x| x.to_le_bytes()))
+        .collect();
+    std::fs::write(
+        target_dir().join(format!("queries-{n_queries}.f32")),
+        query_bytes,
+    )
+    .ok();
     let mut truths = Vec::new();
     for &n in &sizes {
         let t = Instant::now();
@@ -533,7 +547,13 @@ vector_stores:
         index.drop_store("bench").await?;
         indexes.push(("chromadb", Arc::new(index)));
     }
+    let only: Option<Vec<String>> = std::env::var("VECTOR_BENCH_INDEXES")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
     for (name, index) in &indexes {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|x| x == name)) {
+            continue;
+        }
         let mut loaded = 0;
         for (&n, truth) in sizes.iter().zip(&truths) {
             bench_index(
