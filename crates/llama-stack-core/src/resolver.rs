@@ -186,6 +186,18 @@ pub async fn resolve(
     let mut vector_io_router: Option<Arc<VectorIoRouter>> = None;
     let mut tool_runtimes: Vec<(String, Arc<dyn ToolRuntimeProvider>)> = Vec::new();
     let mut vector_stores = Some(vector_stores);
+    let build_vector_io =
+        |providers, inference: Arc<dyn crate::api::inference::Inference>, config| {
+            VectorIoRouter::new(
+                stores_table.clone(),
+                models_table.clone(),
+                providers,
+                Some(inference),
+                config,
+            )
+            .map(Arc::new)
+        };
+    let empty_inference = || Arc::new(InferenceRouter::new(models_table.clone(), HashMap::new()));
     for api in order {
         for (entry, spec) in entries.iter().zip(&specs).filter(|(e, _)| e.api == api) {
             let mut provider_deps = ProviderDeps::default();
@@ -267,37 +279,26 @@ pub async fn resolve(
         }
         if api == Api::VectorIo {
             // Built here, before the APIs that depend on it (tool runtimes).
-            let inference: Arc<dyn crate::api::inference::Inference> = match &inference_router {
-                Some(r) => r.clone(),
-                None => Arc::new(InferenceRouter::new(models_table.clone(), HashMap::new())),
-            };
-            let router = Arc::new(VectorIoRouter::new(
-                stores_table.clone(),
-                models_table.clone(),
+            let inference = inference_router.clone().unwrap_or_else(empty_inference);
+            let router = build_vector_io(
                 std::mem::take(&mut vector_io_providers),
-                Some(inference),
+                inference,
                 vector_stores.take().unwrap_or_default(),
-            )?);
+            )?;
             handles.insert(Api::VectorIo, ApiHandle::VectorIo(router.clone()));
             vector_io_router = Some(router);
         }
     }
-    let inference = inference_router
-        .unwrap_or_else(|| Arc::new(InferenceRouter::new(models_table.clone(), HashMap::new())));
+    let inference = inference_router.unwrap_or_else(empty_inference);
     let vector_io = match vector_io_router {
         Some(router) => router,
-        None => {
-            let inference_dyn: Arc<dyn crate::api::inference::Inference> = inference.clone();
-            Arc::new(VectorIoRouter::new(
-                stores_table,
-                models_table.clone(),
-                vector_io_providers,
-                Some(inference_dyn),
-                vector_stores.take().unwrap_or_default(),
-            )?)
-        }
+        None => build_vector_io(
+            vector_io_providers,
+            inference.clone(),
+            vector_stores.take().unwrap_or_default(),
+        )?,
     };
-    let tool_runtime = Arc::new(ToolRuntimeRouter::new(tool_runtimes)?);
+    let tool_runtime = Arc::new(ToolRuntimeRouter::new(tool_runtimes));
     let files = files_router.unwrap_or_else(|| Arc::new(FilesRouter::new(None)));
     let models = Arc::new(ModelsRouter::new(models_table, inference_providers));
 

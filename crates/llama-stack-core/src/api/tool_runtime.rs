@@ -256,6 +256,23 @@ pub struct RagQueryRequest {
     pub query_config: Option<RagQueryConfig>,
 }
 
+impl RagQueryRequest {
+    /// Checks the config and that at least one store is named.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(config) = &self.query_config {
+            config.validate()?;
+        }
+        if self.vector_store_ids.is_empty() {
+            return Err(Error::invalid_param(
+                "vector_store_ids",
+                "[]",
+                "Name at least one vector store",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One chunk of the context, for citations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RagCitation {

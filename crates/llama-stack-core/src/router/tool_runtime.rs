@@ -30,7 +30,7 @@ fn canonical_group(group: &str) -> &str {
 
 impl ToolRuntimeRouter {
     /// A router over the providers in config order; the first provider of a group serves it.
-    pub fn new(providers: Vec<(String, Arc<dyn ToolRuntimeProvider>)>) -> Result<Self> {
+    pub fn new(providers: Vec<(String, Arc<dyn ToolRuntimeProvider>)>) -> Self {
         let providers = providers
             .into_iter()
             .map(|(id, p)| {
@@ -38,7 +38,7 @@ impl ToolRuntimeRouter {
                 (id, p, groups)
             })
             .collect();
-        Ok(ToolRuntimeRouter { providers })
+        ToolRuntimeRouter { providers }
     }
 
     /// The tool groups served, each once, with the provider serving it.
@@ -124,16 +124,7 @@ impl ToolRuntime for ToolRuntimeRouter {
         ctx: &RequestContext,
         req: RagQueryRequest,
     ) -> Result<RagQueryResult> {
-        if let Some(config) = &req.query_config {
-            config.validate()?;
-        }
-        if req.vector_store_ids.is_empty() {
-            return Err(Error::invalid_param(
-                "vector_store_ids",
-                "[]",
-                "Name at least one vector store",
-            ));
-        }
+        req.validate()?;
         self.rag()?.rag_query(ctx, req).await
     }
 }

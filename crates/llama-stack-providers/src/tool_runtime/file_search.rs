@@ -260,15 +260,9 @@ impl FileSearchRuntime {
     }
 
     async fn query(&self, ctx: &RequestContext, req: RagQueryRequest) -> Result<RagQueryResult> {
+        // Also reached from `invoke_tool`, which the router does not validate.
+        req.validate()?;
         let config = req.query_config.clone().unwrap_or_default();
-        config.validate()?;
-        if req.vector_store_ids.is_empty() {
-            return Err(Error::invalid_param(
-                "vector_store_ids",
-                "[]",
-                "Name at least one vector store",
-            ));
-        }
         let query = query_text(&req.content)?;
         let ranking_options = ranking(config.ranker.as_ref())?;
         let mut hits = Vec::new();

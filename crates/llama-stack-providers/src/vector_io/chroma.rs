@@ -25,7 +25,10 @@ use llama_stack_core::{Error, ErrorKind, Result};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::index::{cosine, Scored, VectorIndex};
+use super::index::{
+    check_embedding, chunk_embedding, cosine, in_asked_order, is_last_of_its_id, Scored,
+    VectorIndex,
+};
 
 /// Records written per upsert request (Chroma's own limit may be lower; it is read at start).
 const MAX_BATCH: usize = 1_000;
@@ -424,23 +427,6 @@ fn decode_get(url: &str, store_id: &str, body: GetBody) -> Result<Vec<Chunk>> {
     Ok(out)
 }
 
-fn check_embedding(store_id: &str, what: &str, embedding: &[f32], dimension: usize) -> Result<()> {
-    if embedding.len() != dimension {
-        return Err(Error::invalid_request(format!(
-            "Vector store '{store_id}': {what} has dimension {}, but the store's dimension is {dimension}",
-            embedding.len()
-        ))
-        .with_context("resource_id", store_id));
-    }
-    if embedding.iter().any(|x| !x.is_finite()) {
-        return Err(Error::invalid_request(format!(
-            "Vector store '{store_id}': {what} has a component that is not a finite number"
-        ))
-        .with_context("resource_id", store_id));
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl VectorIndex for ChromaIndex {
     async fn create_store(&self, store_id: &str, dimension: usize) -> Result<()> {
@@ -508,31 +494,15 @@ impl VectorIndex for ChromaIndex {
         let collection = self.require(store_id).await?;
         let what = format!("inserting chunks into vector store '{store_id}'");
         // Everything is checked and encoded before the first write; of repeated ids the last wins.
-        let mut last: HashMap<&str, usize> = HashMap::with_capacity(chunks.len());
-        for (i, chunk) in chunks.iter().enumerate() {
-            last.insert(&chunk.chunk_id, i);
-        }
-        let mut records = Vec::with_capacity(last.len());
-        for (i, chunk) in chunks.iter().enumerate() {
-            let Some(embedding) = &chunk.embedding else {
-                return Err(Error::invalid_request(format!(
-                    "Vector store '{store_id}': chunk '{}' has no embedding",
-                    chunk.chunk_id
-                ))
-                .with_context("resource_id", store_id));
-            };
-            check_embedding(
-                store_id,
-                &format!("the embedding of chunk '{}'", chunk.chunk_id),
-                embedding,
-                collection.dimension,
-            )?;
+        let mut records = Vec::with_capacity(chunks.len());
+        for (chunk, last) in chunks.iter().zip(is_last_of_its_id(chunks)) {
+            let embedding = chunk_embedding(store_id, chunk, collection.dimension)?;
             if chunk.chunk_id.is_empty() {
                 return Err(Error::invalid_request(format!(
                     "Vector store '{store_id}': a chunk id is empty"
                 )));
             }
-            if last.get(chunk.chunk_id.as_str()) != Some(&i) {
+            if !last {
                 continue;
             }
             let stored = Chunk {
@@ -610,10 +580,7 @@ impl VectorIndex for ChromaIndex {
                 found.insert(id, chunk);
             }
         }
-        Ok(chunk_ids
-            .iter()
-            .filter_map(|id| found.get(id).cloned())
-            .collect())
+        Ok(in_asked_order(chunk_ids, &found))
     }
 
     async fn query_vector(

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
-use super::index::{Scored, VectorIndex};
+use super::index::{is_last_of_its_id, Scored, VectorIndex};
 
 /// HNSW parameters.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -854,9 +854,7 @@ impl VectorIndex for HnswIndex {
         }
         let mut record = read(&store.memory).record;
         let dimension = record.dimension;
-        // The last of several chunks with one id wins.
-        let mut last: HashMap<&str, usize> = HashMap::with_capacity(chunks.len());
-        for (i, chunk) in chunks.iter().enumerate() {
+        for chunk in chunks {
             let len = chunk.embedding.as_ref().map(Vec::len);
             if len != Some(dimension) {
                 return Err(Error::invalid_request(match len {
@@ -870,13 +868,12 @@ impl VectorIndex for HnswIndex {
                     ),
                 }));
             }
-            last.insert(chunk.chunk_id.as_str(), i);
         }
+        // The last of several chunks with one id wins.
         let chunks: Vec<&Chunk> = chunks
             .iter()
-            .enumerate()
-            .filter(|(i, c)| last.get(c.chunk_id.as_str()) == Some(i))
-            .map(|(_, c)| c)
+            .zip(is_last_of_its_id(chunks))
+            .filter_map(|(c, last)| last.then_some(c))
             .collect();
         if chunks.is_empty() {
             return Ok(());

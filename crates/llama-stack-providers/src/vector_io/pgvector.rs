@@ -30,11 +30,14 @@ use llama_stack_core::storage::KvStore;
 use llama_stack_core::{Error, Result};
 use pgvector::Vector;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
-use super::index::{Scored, VectorIndex};
+use super::index::{
+    check_embedding, chunk_embedding, in_asked_order, is_last_of_its_id,
+    without_embedding_and_metadata, Scored, VectorIndex,
+};
 
 /// The largest dimension pgvector's `vector` type stores.
 const MAX_DIMENSION: usize = 16_000;
@@ -427,23 +430,6 @@ fn version_at_least(version: &str, (major, minor): (u32, u32)) -> bool {
     v >= (major, minor)
 }
 
-fn check_embedding(store_id: &str, what: &str, embedding: &[f32], dimension: usize) -> Result<()> {
-    if embedding.len() != dimension {
-        return Err(Error::invalid_request(format!(
-            "Vector store '{store_id}': {what} has dimension {}, but the store's dimension is {dimension}",
-            embedding.len()
-        ))
-        .with_context("resource_id", store_id));
-    }
-    if embedding.iter().any(|x| !x.is_finite()) {
-        return Err(Error::invalid_request(format!(
-            "Vector store '{store_id}': {what} has a component that is not a finite number"
-        ))
-        .with_context("resource_id", store_id));
-    }
-    Ok(())
-}
-
 // ---------------------------------------------------------------------------------------
 // Filters pushed into SQL
 
@@ -563,28 +549,8 @@ struct Row {
 }
 
 fn encode(store_id: &str, store: &Store, chunk: &Chunk) -> Result<Row> {
-    let Some(embedding) = &chunk.embedding else {
-        return Err(Error::invalid_request(format!(
-            "Vector store '{store_id}': chunk '{}' has no embedding",
-            chunk.chunk_id
-        ))
-        .with_context("resource_id", store_id));
-    };
-    check_embedding(
-        store_id,
-        &format!("the embedding of chunk '{}'", chunk.chunk_id),
-        embedding,
-        store.dimension,
-    )?;
-    let rest = Chunk {
-        content: chunk.content.clone(),
-        chunk_id: chunk.chunk_id.clone(),
-        metadata: Map::new(),
-        chunk_metadata: chunk.chunk_metadata.clone(),
-        embedding: None,
-        embedding_model: chunk.embedding_model.clone(),
-        embedding_dimension: chunk.embedding_dimension,
-    };
+    let embedding = chunk_embedding(store_id, chunk, store.dimension)?;
+    let rest = without_embedding_and_metadata(chunk);
     let failed = |e: serde_json::Error| {
         Error::internal(format!(
             "Vector store '{store_id}': cannot encode chunk '{}': {e}",
@@ -607,7 +573,7 @@ fn encode(store_id: &str, store: &Store, chunk: &Chunk) -> Result<Row> {
     }
     Ok(Row {
         chunk_id: chunk.chunk_id.clone(),
-        embedding: Vector::from(embedding.clone()),
+        embedding: Vector::from(embedding.to_vec()),
         metadata,
         // JSON escapes NUL; the search text drops it.
         rest: serde_json::to_string(&rest).map_err(failed)?,
@@ -728,14 +694,10 @@ impl VectorIndex for PgVectorIndex {
         let store = self.require_store(&tx, store_id).await?;
         // Everything is checked and encoded before the first write; of repeated ids the
         // last wins (one statement cannot update a row twice).
-        let mut last: HashMap<&str, usize> = HashMap::with_capacity(chunks.len());
-        for (i, chunk) in chunks.iter().enumerate() {
-            last.insert(&chunk.chunk_id, i);
-        }
-        let mut rows = Vec::with_capacity(last.len());
-        for (i, chunk) in chunks.iter().enumerate() {
+        let mut rows = Vec::with_capacity(chunks.len());
+        for (chunk, last) in chunks.iter().zip(is_last_of_its_id(chunks)) {
             let row = encode(store_id, &store, chunk)?;
-            if last.get(chunk.chunk_id.as_str()) == Some(&i) {
+            if last {
                 rows.push(row);
             }
         }
@@ -798,10 +760,7 @@ impl VectorIndex for PgVectorIndex {
             let chunk = decode(&self.addr, store_id, row)?;
             found.insert(id, chunk);
         }
-        Ok(chunk_ids
-            .iter()
-            .filter_map(|id| found.get(id).cloned())
-            .collect())
+        Ok(in_asked_order(chunk_ids, &found))
     }
 
     async fn query_vector(
@@ -1111,7 +1070,7 @@ impl KvStore for PgRecords {
 #[allow(clippy::unwrap_used, clippy::panic, clippy::print_stderr)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Map};
 
     const ADMIN: &str = "host=127.0.0.1 port=5432 dbname=test user=postgres";
 

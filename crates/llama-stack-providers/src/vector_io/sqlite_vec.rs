@@ -36,7 +36,9 @@ use llama_stack_core::{Error, Result};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use serde_json::{Map, Value};
 
-use super::index::{Scored, VectorIndex};
+use super::index::{
+    check_embedding, chunk_embedding, without_embedding_and_metadata, Scored, VectorIndex,
+};
 
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -381,23 +383,6 @@ fn drop_store(db: &Db, conn: &mut Connection, store_id: &str) -> Result<()> {
 // Chunks
 
 /// Checks that `embedding` is a vector of `store`'s dimension with finite components.
-fn check_embedding(store_id: &str, what: &str, embedding: &[f32], dimension: usize) -> Result<()> {
-    if embedding.len() != dimension {
-        return Err(Error::invalid_request(format!(
-            "Vector store '{store_id}': {what} has dimension {}, but the store's dimension is {dimension}",
-            embedding.len()
-        ))
-        .with_context("resource_id", store_id));
-    }
-    if embedding.iter().any(|x| !x.is_finite()) {
-        return Err(Error::invalid_request(format!(
-            "Vector store '{store_id}': {what} has a component that is not a finite number"
-        ))
-        .with_context("resource_id", store_id));
-    }
-    Ok(())
-}
-
 /// The embedding as sqlite-vec reads it: native-endian `f32`s.
 fn embedding_blob(embedding: &[f32]) -> Vec<u8> {
     embedding.iter().flat_map(|x| x.to_ne_bytes()).collect()
@@ -412,28 +397,8 @@ fn upsert(db: &Db, conn: &mut Connection, store_id: &str, chunks: &[Chunk]) -> R
     // Everything is checked and encoded before the first write.
     let mut rows = Vec::with_capacity(chunks.len());
     for chunk in chunks {
-        let Some(embedding) = &chunk.embedding else {
-            return Err(Error::invalid_request(format!(
-                "Vector store '{store_id}': chunk '{}' has no embedding",
-                chunk.chunk_id
-            ))
-            .with_context("resource_id", store_id));
-        };
-        check_embedding(
-            store_id,
-            &format!("the embedding of chunk '{}'", chunk.chunk_id),
-            embedding,
-            store.dimension,
-        )?;
-        let rest = Chunk {
-            content: chunk.content.clone(),
-            chunk_id: chunk.chunk_id.clone(),
-            metadata: Map::new(),
-            chunk_metadata: chunk.chunk_metadata.clone(),
-            embedding: None,
-            embedding_model: chunk.embedding_model.clone(),
-            embedding_dimension: chunk.embedding_dimension,
-        };
+        let embedding = chunk_embedding(store_id, chunk, store.dimension)?;
+        let rest = without_embedding_and_metadata(chunk);
         let encode = |e: serde_json::Error| {
             Error::internal(format!(
                 "Vector store '{store_id}': cannot encode chunk '{}': {e}",
