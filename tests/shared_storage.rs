@@ -122,8 +122,14 @@ async fn clean_up(run: &str) {
 async fn two_stacks_are_one_system(registry: Registry) {
     let run = format!("multi_{}", services::unique_suffix());
     let yaml = config(services::PG_PORT, services::REDIS_PORT, registry, &run);
-    let a = build(&yaml).await.unwrap();
-    let b = build(&yaml).await.unwrap();
+    stacks_on_one_config_are_one_system(&yaml).await;
+    clean_up(&run).await;
+}
+
+/// Two stacks built from `yaml`, whose stores are shared, then a third built later.
+async fn stacks_on_one_config_are_one_system(yaml: &str) {
+    let a = build(yaml).await.unwrap();
+    let b = build(yaml).await.unwrap();
 
     // Registered on A: B serves it at once and lists it.
     let from_a = a
@@ -172,10 +178,35 @@ async fn two_stacks_are_one_system(registry: Registry) {
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
 
     // A third stack built later sees the registry as it is.
-    let c = build(&yaml).await.unwrap();
+    let c = build(yaml).await.unwrap();
     assert_eq!(listed(&c).await, listed(&a).await);
+
+    // Listings stay current through a run of writes by the others, whichever stack lists.
+    for i in 0..20 {
+        let (writer, reader) = if i % 2 == 0 { (&c, &a) } else { (&a, &b) };
+        let before = listed(reader).await;
+        let id = writer
+            .models()
+            .register(RegisterModelRequest::new(format!("burst-{i}")))
+            .await
+            .unwrap()
+            .identifier;
+        let after = listed(reader).await;
+        assert!(!before.contains(&id) && after.contains(&id), "{id}");
+        writer.models().unregister(&id).await.unwrap();
+        assert!(!listed(reader).await.contains(&id), "{id}");
+        assert_eq!(listed(reader).await, before);
+    }
     drop((a, b, c));
-    clean_up(&run).await;
+}
+
+/// Stacks sharing one `kv_sqlite` file (as processes on one host do) are one system too:
+/// their listings, served from cache while SQLite's data version is unchanged, still
+/// see every write by the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stacks_sharing_sqlite_registry_are_one_system() {
+    let dir = tempfile::tempdir().unwrap();
+    stacks_on_one_config_are_one_system(&common::echo_config(dir.path(), "")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

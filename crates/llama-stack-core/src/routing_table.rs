@@ -14,8 +14,11 @@
 //!   registered by another instance is visible on first use and one unregistered by
 //!   another instance disappears within the max staleness. The hot path (a fresh cache
 //!   hit) takes a read lock and a clock read, nothing more.
-//! - **[`RoutingTable::list_current`]** scans the store and refreshes the cache, so a
-//!   listing is always current; [`RoutingTable::list`] is the cached snapshot.
+//! - **[`RoutingTable::list_current`]** is always current: it serves the cache when the
+//!   store's [change token](crate::storage::KvStore::change_token) shows no write since the
+//!   cache was last filled from a scan (for `kv_sqlite`, SQLite's `data_version`, a
+//!   shared-memory read), and otherwise scans the store and refreshes the cache.
+//!   [`RoutingTable::list`] is the cached snapshot.
 //!
 //! The max staleness defaults to [`SHARED_MAX_STALENESS`] when the store can be shared
 //! between processes (every backend except `kv_memory` and `kv_sled`, which one process
@@ -31,7 +34,7 @@ use crate::access::{AccessPolicy, Action, ProtectedResource};
 use crate::context::RequestContext;
 use crate::error::{Error, Result};
 use crate::resource::{RegistryEntry, Resource, ResourceSource};
-use crate::storage::KvStore;
+use crate::storage::{ChangeToken, KvStore};
 
 /// The registry key prefix, as Llama Stack writes it.
 pub const REGISTRY_KEY_PREFIX: &str = "distributions:registry:v10::";
@@ -68,6 +71,9 @@ pub struct RoutingTable<R: Resource> {
     kv: Arc<dyn KvStore>,
     policy: Arc<AccessPolicy>,
     cache: RwLock<Cache<R>>,
+    /// The store's change token read just before the scan the cache was last filled
+    /// from; written only while holding the cache's write lock.
+    scanned_at: RwLock<Option<ChangeToken>>,
     max_staleness: Option<Duration>,
 }
 
@@ -83,6 +89,7 @@ impl<R: Resource> RoutingTable<R> {
             kv,
             policy,
             cache: RwLock::new(BTreeMap::new()),
+            scanned_at: RwLock::new(None),
             max_staleness,
         }
     }
@@ -134,6 +141,11 @@ impl<R: Resource> RoutingTable<R> {
 
     /// Reloads every entry of this type from the store.
     pub async fn reload(&self) -> Result<()> {
+        self.reload_from(self.kv.change_token()).await
+    }
+
+    /// Reloads from a scan started after the store showed `token`.
+    async fn reload_from(&self, token: Option<ChangeToken>) -> Result<()> {
         let pairs = self.kv.scan_prefix(&Self::prefix()).await?;
         let mut map = BTreeMap::new();
         for (key, value) in pairs {
@@ -143,7 +155,9 @@ impl<R: Resource> RoutingTable<R> {
                 Cached::new(Arc::new(entry)),
             );
         }
-        *self.write_cache() = map;
+        let mut cache = self.write_cache();
+        *cache = map;
+        *self.scanned_at.write().unwrap_or_else(|e| e.into_inner()) = token;
         Ok(())
     }
 
@@ -324,10 +338,16 @@ impl<R: Resource> RoutingTable<R> {
     }
 
     /// Every resource the caller may read, ordered by identifier, as the store holds them
-    /// now: for a store other processes may share, this scans it and refreshes the cache.
+    /// now: for a store other processes may share, this scans it and refreshes the cache
+    /// unless the store's change token shows it unchanged since the last scan.
     pub async fn list_current(&self, ctx: &RequestContext) -> Result<Vec<R>> {
         if self.max_staleness.is_some() {
-            self.reload().await?;
+            let token = self.kv.change_token();
+            let unchanged = token.is_some()
+                && *self.scanned_at.read().unwrap_or_else(|e| e.into_inner()) == token;
+            if !unchanged {
+                self.reload_from(token).await?;
+            }
         }
         Ok(self.list(ctx))
     }

@@ -33,6 +33,29 @@ pub trait KvStore: Send + Sync + 'static {
     async fn scan_range(&self, start: &str, end: &str) -> Result<Vec<(String, String)>>;
     /// The backend's name (`kv_sqlite`, `kv_memory`, ...), for logs and errors.
     fn backend(&self) -> &'static str;
+    /// A token for the store's current contents, if the backend can give one without
+    /// reading the data: two equal tokens from the same store mean no write (by any
+    /// connection or process) committed in between. `None` means it cannot tell, and a
+    /// caller that needs current data reads it. Called on the async runtime, so it must
+    /// not wait on I/O. Entries expiring by time do not change the token.
+    fn change_token(&self) -> Option<ChangeToken> {
+        None
+    }
+}
+
+/// What [`KvStore::change_token`] returns: equal tokens mean unchanged contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChangeToken {
+    external: u64,
+    local: u64,
+}
+
+impl ChangeToken {
+    /// A token made of a counter of writes seen from outside this handle (e.g. by other
+    /// connections) and a counter of writes made through it.
+    pub fn new(external: u64, local: u64) -> Self {
+        ChangeToken { external, local }
+    }
 }
 
 /// A view of a [`KvStore`] in which every key is prefixed with `<namespace>:`.
@@ -99,6 +122,9 @@ impl KvStore for NamespacedKv {
     }
     fn backend(&self) -> &'static str {
         self.inner.backend()
+    }
+    fn change_token(&self) -> Option<ChangeToken> {
+        self.inner.change_token()
     }
 }
 

@@ -75,6 +75,56 @@ impl<S: Send + 'static> SqliteConnection<S> {
     }
 }
 
+/// A second connection to the same database that only reads `PRAGMA data_version`, which
+/// changes whenever another connection (of this process or another) commits, so "has
+/// anything been written?" is answered from the WAL index in shared memory, with no
+/// thread hop. It never waits for a lock: when SQLite is busy the answer is "unknown".
+pub(crate) struct DataVersionWatch {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for DataVersionWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataVersionWatch").finish_non_exhaustive()
+    }
+}
+
+impl DataVersionWatch {
+    /// Opens the watch on `path`; `None` for an in-memory database, which no other
+    /// connection can write.
+    pub(crate) async fn open(path: &Path) -> Result<Option<Self>> {
+        if path.as_os_str() == ":memory:" {
+            return Ok(None);
+        }
+        let p = path.to_path_buf();
+        let conn = run_blocking(move || {
+            let conn = open_connection(&p)?;
+            // Never wait: a busy database means "unknown", and the caller reads the data.
+            conn.busy_timeout(Duration::ZERO).map_err(|e| {
+                Error::unavailable(format!("cannot configure SQLite watch connection: {e}"))
+            })?;
+            Ok(conn)
+        })
+        .await?;
+        Ok(Some(DataVersionWatch {
+            conn: Mutex::new(conn),
+        }))
+    }
+
+    /// The current data version, or `None` if SQLite could not answer at once.
+    pub(crate) fn data_version(&self) -> Option<u64> {
+        let conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let version: i64 = conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .ok()?;
+        Some(version as u64)
+    }
+}
+
 async fn run_blocking<T, F>(f: F) -> Result<T>
 where
     T: Send + 'static,

@@ -43,6 +43,74 @@ async fn kv_sqlite_conforms() {
     run_kv_suite(Arc::new(store)).await;
 }
 
+/// `kv_sqlite`'s change token: unchanged by reads, changed by every write through this
+/// handle, through another handle on the same file (another connection or process), and,
+/// for `:memory:`, through the handle itself. (Another handle's write of a value equal to
+/// the stored one may leave it unchanged: the contents are.)
+#[cfg(feature = "kv-sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_sqlite_change_token_follows_every_writer() {
+    use llama_stack_core::storage::KvStore;
+    use llama_stack_storage::kv::SqliteKvStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kvstore.db");
+    let a = SqliteKvStore::open(&path).await.unwrap();
+    let b = SqliteKvStore::open(&path).await.unwrap();
+    let t0 = a.change_token().expect("kv_sqlite gives a token");
+    assert_eq!(a.change_token(), Some(t0));
+
+    // Reads leave it alone.
+    a.get("k").await.unwrap();
+    a.scan_prefix("").await.unwrap();
+    b.scan_range("a", "z").await.unwrap();
+    assert_eq!(a.change_token(), Some(t0));
+
+    // Every kind of write, by either handle, moves it; and it then stays put.
+    let mut last = t0;
+    for step in 0..10 {
+        let writer = if step % 2 == 0 { &a } else { &b };
+        match step / 2 {
+            0 => writer.set("k", &format!("v{step}"), None).await.unwrap(),
+            1 => assert!(writer
+                .set_if_absent(&format!("n{step}"), "v", None)
+                .await
+                .unwrap()),
+            2 => {
+                writer.increment("c", 1, None).await.unwrap();
+            }
+            3 => writer.delete(&format!("n{}", step - 4)).await.unwrap(),
+            _ => writer
+                .set(
+                    "k",
+                    &format!("w{step}"),
+                    Some(std::time::Duration::from_secs(60)),
+                )
+                .await
+                .unwrap(),
+        }
+        let now = a.change_token().unwrap();
+        assert_ne!(now, last, "step {step}: a write did not change the token");
+        assert_eq!(b.change_token().map(|_| ()), Some(()));
+        assert_eq!(
+            a.change_token(),
+            Some(now),
+            "step {step}: token moved without a write"
+        );
+        last = now;
+    }
+    // A write refused by `set_if_absent` changes nothing it could miss.
+    assert!(!b.set_if_absent("k", "x", None).await.unwrap());
+    assert_eq!(a.get("k").await.unwrap().as_deref(), Some("w9"));
+
+    let memory = SqliteKvStore::open(":memory:").await.unwrap();
+    let m0 = memory.change_token().unwrap();
+    memory.get("k").await.unwrap();
+    assert_eq!(memory.change_token(), Some(m0));
+    memory.set("k", "v", None).await.unwrap();
+    assert_ne!(memory.change_token(), Some(m0));
+}
+
 #[cfg(any(feature = "kv-postgres", feature = "kv-redis"))]
 #[path = "support/services.rs"]
 mod services;

@@ -8,17 +8,23 @@
 //! connections and processes. Threading: one connection behind a mutex, every call run
 //! with `tokio::task::spawn_blocking`; WAL mode with `synchronous=FULL`, so an
 //! acknowledged write is durable.
+//!
+//! [`KvStore::change_token`] combines SQLite's `PRAGMA data_version`, read on a second
+//! connection (so it moves on every commit by any connection or process), with a count of
+//! this handle's writes (which covers `:memory:` databases, where no second connection
+//! sees the data).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use llama_stack_core::storage::KvStore;
+use llama_stack_core::storage::{ChangeToken, KvStore};
 use llama_stack_core::Result;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::{add_counter, expiry_millis, now_millis, parse_counter};
-use crate::sqlite_connection::{sqlite_error, SqliteConnection};
+use crate::sqlite_connection::{sqlite_error, DataVersionWatch, SqliteConnection};
 
 const LIVE: &str = "(expiration IS NULL OR expiration > ?2)";
 
@@ -26,6 +32,9 @@ const LIVE: &str = "(expiration IS NULL OR expiration > ?2)";
 #[derive(Debug)]
 pub struct SqliteKvStore {
     conn: SqliteConnection<()>,
+    watch: Option<DataVersionWatch>,
+    /// Writes made through this handle (bumped after each one returns).
+    writes: AtomicU64,
 }
 
 impl SqliteKvStore {
@@ -40,7 +49,18 @@ impl SqliteKvStore {
             .map_err(|e| sqlite_error(e, "creating table kvstore"))
         })
         .await?;
-        Ok(SqliteKvStore { conn })
+        let watch = DataVersionWatch::open(path.as_ref()).await?;
+        Ok(SqliteKvStore {
+            conn,
+            watch,
+            writes: AtomicU64::new(0),
+        })
+    }
+
+    /// Counts a write (successful or not: a spurious change only costs a re-read).
+    fn wrote<T>(&self, result: Result<T>) -> Result<T> {
+        self.writes.fetch_add(1, Ordering::AcqRel);
+        result
     }
 
     /// The path of the database file.
@@ -122,7 +142,8 @@ impl KvStore for SqliteKvStore {
     async fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<()> {
         let (key, value) = (key.to_string(), value.to_string());
         let expiration = expiry_millis(ttl);
-        self.conn
+        let result = self
+            .conn
             .call(move |c, _| {
                 c.prepare_cached(
                     "INSERT INTO kvstore (key, value, expiration) VALUES (?1, ?2, ?3) \
@@ -133,13 +154,15 @@ impl KvStore for SqliteKvStore {
                 .map_err(|e| sqlite_error(e, "writing kvstore"))?;
                 Ok(())
             })
-            .await
+            .await;
+        self.wrote(result)
     }
 
     async fn set_if_absent(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<bool> {
         let (key, value) = (key.to_string(), value.to_string());
         let expiration = expiry_millis(ttl);
-        self.conn
+        let result = self
+            .conn
             .call(move |c, _| {
                 let changed = c
                     .prepare_cached(
@@ -152,12 +175,14 @@ impl KvStore for SqliteKvStore {
                     .map_err(|e| sqlite_error(e, "writing kvstore"))?;
                 Ok(changed == 1)
             })
-            .await
+            .await;
+        self.wrote(result)
     }
 
     async fn increment(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64> {
         let key = key.to_string();
-        self.conn
+        let result = self
+            .conn
             .call(move |c, _| {
                 let what = "incrementing a kvstore counter";
                 let tx = c
@@ -197,19 +222,22 @@ impl KvStore for SqliteKvStore {
                 tx.commit().map_err(|e| sqlite_error(e, what))?;
                 Ok(next)
             })
-            .await
+            .await;
+        self.wrote(result)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         let key = key.to_string();
-        self.conn
+        let result = self
+            .conn
             .call(move |c, _| {
                 c.prepare_cached("DELETE FROM kvstore WHERE key = ?1")
                     .and_then(|mut s| s.execute(params![key]))
                     .map_err(|e| sqlite_error(e, "deleting from kvstore"))?;
                 Ok(())
             })
-            .await
+            .await;
+        self.wrote(result)
     }
 
     async fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>> {
@@ -238,5 +266,16 @@ impl KvStore for SqliteKvStore {
 
     fn backend(&self) -> &'static str {
         "kv_sqlite"
+    }
+
+    fn change_token(&self) -> Option<ChangeToken> {
+        // The write count is read first: a write that lands between the two reads shows in
+        // the data version now and in the count next time, which only costs one re-read.
+        let local = self.writes.load(Ordering::Acquire);
+        let external = match &self.watch {
+            Some(watch) => watch.data_version()?,
+            None => 0,
+        };
+        Some(ChangeToken::new(external, local))
     }
 }

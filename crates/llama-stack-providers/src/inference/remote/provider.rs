@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::RwLock;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use llama_stack_core::api::inference::{
     ChatCompletion, ChatCompletionRequest, ChatCompletionStream, Completion, CompletionRequest,
     CompletionStream, ContentPart, EmbeddingsRequest, EmbeddingsResponse, Inference, RerankData,
@@ -14,7 +15,7 @@ use llama_stack_core::api::models::{Model, ModelType};
 use llama_stack_core::api::providers::Health;
 use llama_stack_core::provider::{InferenceCaps, InferenceProvider};
 use llama_stack_core::{Error, RequestContext, Result};
-use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -60,6 +61,84 @@ pub struct OpenAiCompatProvider {
     /// Request URLs parsed once (at most [`PARSED_URLS`] of them): parsing one costs more
     /// than the rest of building a request.
     urls: RwLock<HashMap<String, reqwest::Url>>,
+    /// The `Authorization` header for the configured key, built once (absent when the
+    /// service exchanges its key or has none).
+    config_auth: Option<HeaderValue>,
+}
+
+/// A request body sent upstream as the caller typed it, with the stream flag and the
+/// service's own fields set; serialized once, straight to bytes.
+trait UpstreamBody: Serialize {
+    /// Sets `stream` (and drops `stream_options` from a non-streaming request).
+    fn set_stream(&mut self, stream: bool);
+    /// The keys beyond the typed fields.
+    fn extra_body(&mut self) -> &mut Map<String, Value>;
+    /// Sets `max_tokens` to `limit` when the request bounds no output length (generation
+    /// requests only).
+    fn default_max_tokens(&mut self, _limit: u32) {}
+}
+
+impl UpstreamBody for ChatCompletionRequest {
+    fn set_stream(&mut self, stream: bool) {
+        if stream {
+            self.stream = Some(true);
+        } else {
+            self.stream = None;
+            self.stream_options = None;
+        }
+    }
+    fn extra_body(&mut self) -> &mut Map<String, Value> {
+        &mut self.extra_body
+    }
+    fn default_max_tokens(&mut self, limit: u32) {
+        if self.max_tokens.is_none() && self.max_completion_tokens.is_none() {
+            self.max_tokens = Some(limit);
+        }
+    }
+}
+
+impl UpstreamBody for CompletionRequest {
+    fn set_stream(&mut self, stream: bool) {
+        if stream {
+            self.stream = Some(true);
+        } else {
+            self.stream = None;
+            self.stream_options = None;
+        }
+    }
+    fn extra_body(&mut self) -> &mut Map<String, Value> {
+        &mut self.extra_body
+    }
+    fn default_max_tokens(&mut self, limit: u32) {
+        if self.max_tokens.is_none() {
+            self.max_tokens = Some(limit);
+        }
+    }
+}
+
+impl UpstreamBody for EmbeddingsRequest {
+    fn set_stream(&mut self, _stream: bool) {}
+    fn extra_body(&mut self) -> &mut Map<String, Value> {
+        &mut self.extra_body
+    }
+}
+
+/// `value` as a JSON request body.
+fn json_bytes<T: Serialize>(value: &T) -> Result<Bytes> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| Error::internal(format!("cannot serialize the request: {e}")))
+}
+
+/// `Bearer <key>` as a header value kept out of debug output.
+fn bearer(provider_id: &str, key: &str) -> Result<HeaderValue> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+        Error::invalid_request(format!(
+            "the API key of provider '{provider_id}' is not a valid header value"
+        ))
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// How many parsed request URLs a provider keeps (its paths on its base URL, and
@@ -124,6 +203,13 @@ impl OpenAiCompatProvider {
         let iam = profile
             .iam_exchange
             .then(|| IamTokens::new(config.field_str("iam_url").unwrap_or(iam::DEFAULT_IAM_URL)));
+        let config_auth = match &iam {
+            Some(_) => None,
+            None => api_key_for(profile, provider_id, &config, None)
+                .ok()
+                .flatten()
+                .and_then(|k| bearer(provider_id, &k).ok()),
+        };
         Ok(OpenAiCompatProvider {
             profile,
             provider_id: provider_id.to_string(),
@@ -133,6 +219,7 @@ impl OpenAiCompatProvider {
             upstream,
             iam,
             urls: RwLock::new(HashMap::new()),
+            config_auth,
         })
     }
 
@@ -197,37 +284,23 @@ impl OpenAiCompatProvider {
         check_allowed(&self.provider_id, &self.config, model)
     }
 
-    fn body<T: Serialize>(&self, req: &T, stream: bool) -> Result<Value> {
-        let mut body = serde_json::to_value(req)
-            .map_err(|e| Error::internal(format!("cannot serialize the request: {e}")))?;
-        if let Value::Object(map) = &mut body {
-            if stream {
-                map.insert("stream".into(), Value::Bool(true));
-            } else {
-                map.remove("stream");
-                map.remove("stream_options");
-            }
-            for field in self.profile.body_fields {
-                if let Some(v) = self.config.fields.get(*field).filter(|v| !v.is_null()) {
-                    map.entry(field.to_string()).or_insert_with(|| v.clone());
-                }
-            }
-        }
-        Ok(body)
-    }
-
-    /// The body of a chat completion or completion: [`Self::body`] plus the configured
+    /// The upstream body of `req`: the stream flag set, the service's configured body
+    /// fields added where the request has none, and (generation requests) the configured
     /// `max_tokens` (vLLM) when the request bounds neither `max_tokens` nor
     /// `max_completion_tokens`.
-    fn generation_body<T: Serialize>(&self, req: &T, stream: bool) -> Result<Value> {
-        let mut body = self.body(req, stream)?;
-        if let (Some(limit), Value::Object(map)) = (self.config.max_tokens, &mut body) {
-            let unset = |k: &str| map.get(k).is_none_or(Value::is_null);
-            if unset("max_tokens") && unset("max_completion_tokens") {
-                map.insert("max_tokens".into(), Value::from(limit));
+    fn body<T: UpstreamBody>(&self, mut req: T, stream: bool) -> Result<Bytes> {
+        req.set_stream(stream);
+        for field in self.profile.body_fields {
+            if let Some(v) = self.config.fields.get(*field).filter(|v| !v.is_null()) {
+                req.extra_body()
+                    .entry(field.to_string())
+                    .or_insert_with(|| v.clone());
             }
         }
-        Ok(body)
+        if let Some(limit) = self.config.max_tokens {
+            req.default_max_tokens(limit);
+        }
+        json_bytes(&req)
     }
 
     async fn send(
@@ -235,7 +308,7 @@ impl OpenAiCompatProvider {
         ctx: Option<&RequestContext>,
         method: reqwest::Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<Bytes>,
     ) -> Result<reqwest::Response> {
         let url = format!("{}{path}", self.base(ctx)?);
         self.send_to(ctx, method, url, body).await
@@ -247,9 +320,8 @@ impl OpenAiCompatProvider {
         ctx: Option<&RequestContext>,
         method: reqwest::Method,
         url: String,
-        body: Option<&Value>,
+        body: Option<Bytes>,
     ) -> Result<reqwest::Response> {
-        let key = self.api_key(ctx)?;
         let query: Vec<(&str, String)> = self
             .profile
             .query_fields
@@ -266,19 +338,7 @@ impl OpenAiCompatProvider {
                 }
             }
         }
-        let key = match (key, &self.iam) {
-            (Some(k), Some(iam)) => Some(iam.bearer(&self.upstream, &k).await?),
-            (k, _) => k,
-        };
-        let auth = match key {
-            Some(k) => Some(HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| {
-                Error::invalid_request(format!(
-                    "the API key of provider '{}' is not a valid header value",
-                    self.provider_id
-                ))
-            })?),
-            None => None,
-        };
+        let auth = self.auth(ctx).await?;
         let client = self.upstream.client();
         let parsed = self.parsed_url(&url);
         self.upstream
@@ -297,12 +357,33 @@ impl OpenAiCompatProvider {
                 if let Some(auth) = &auth {
                     rb = rb.header(AUTHORIZATION, auth.clone());
                 }
-                if let Some(body) = body {
-                    rb = rb.json(body);
+                if let Some(body) = &body {
+                    rb = rb
+                        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                        .body(body.clone());
                 }
                 rb
             })
             .await
+    }
+
+    /// The `Authorization` header for this call: the key from provider data, else the
+    /// configured one (built once), exchanged for an IAM token where the service does that.
+    async fn auth(&self, ctx: Option<&RequestContext>) -> Result<Option<HeaderValue>> {
+        let from_pd = self
+            .profile
+            .provider_data_key
+            .is_some_and(|k| ctx.and_then(|c| c.provider_data()?.get_str(k)).is_some());
+        if !from_pd {
+            if let Some(auth) = &self.config_auth {
+                return Ok(Some(auth.clone()));
+            }
+        }
+        let key = match (self.api_key(ctx)?, &self.iam) {
+            (Some(k), Some(iam)) => Some(iam.bearer(&self.upstream, &k).await?),
+            (k, _) => k,
+        };
+        key.map(|k| bearer(&self.provider_id, &k)).transpose()
     }
 
     async fn json<T: DeserializeOwned>(
@@ -482,13 +563,13 @@ impl Inference for OpenAiCompatProvider {
         req: ChatCompletionRequest,
     ) -> Result<ChatCompletion> {
         self.check_model(&req.model)?;
-        let body = self.generation_body(&req, false)?;
+        let body = self.body(req, false)?;
         let resp = self
             .send(
                 Some(ctx),
                 reqwest::Method::POST,
                 "/chat/completions",
-                Some(&body),
+                Some(body),
             )
             .await?;
         self.json(resp, fix_chat).await
@@ -500,13 +581,13 @@ impl Inference for OpenAiCompatProvider {
         req: ChatCompletionRequest,
     ) -> Result<ChatCompletionStream> {
         self.check_model(&req.model)?;
-        let body = self.generation_body(&req, true)?;
+        let body = self.body(req, true)?;
         let resp = self
             .send(
                 Some(ctx),
                 reqwest::Method::POST,
                 "/chat/completions",
-                Some(&body),
+                Some(body),
             )
             .await?;
         Ok(sse_json(resp, &self.upstream, fix_chunk))
@@ -514,14 +595,9 @@ impl Inference for OpenAiCompatProvider {
 
     async fn completion(&self, ctx: &RequestContext, req: CompletionRequest) -> Result<Completion> {
         self.check_model(&req.model)?;
-        let body = self.generation_body(&req, false)?;
+        let body = self.body(req, false)?;
         let resp = self
-            .send(
-                Some(ctx),
-                reqwest::Method::POST,
-                "/completions",
-                Some(&body),
-            )
+            .send(Some(ctx), reqwest::Method::POST, "/completions", Some(body))
             .await?;
         self.json(resp, fix_completion).await
     }
@@ -532,14 +608,9 @@ impl Inference for OpenAiCompatProvider {
         req: CompletionRequest,
     ) -> Result<CompletionStream> {
         self.check_model(&req.model)?;
-        let body = self.generation_body(&req, true)?;
+        let body = self.body(req, true)?;
         let resp = self
-            .send(
-                Some(ctx),
-                reqwest::Method::POST,
-                "/completions",
-                Some(&body),
-            )
+            .send(Some(ctx), reqwest::Method::POST, "/completions", Some(body))
             .await?;
         Ok(sse_json(resp, &self.upstream, fix_completion))
     }
@@ -550,9 +621,9 @@ impl Inference for OpenAiCompatProvider {
         req: EmbeddingsRequest,
     ) -> Result<EmbeddingsResponse> {
         self.check_model(&req.model)?;
-        let body = self.body(&req, false)?;
+        let body = self.body(req, false)?;
         let resp = self
-            .send(Some(ctx), reqwest::Method::POST, "/embeddings", Some(&body))
+            .send(Some(ctx), reqwest::Method::POST, "/embeddings", Some(body))
             .await?;
         self.json(resp, fix_embeddings).await
     }
@@ -600,7 +671,12 @@ impl Inference for OpenAiCompatProvider {
             "truncate": "END",
         });
         let resp = self
-            .send_to(Some(ctx), reqwest::Method::POST, url, Some(&body))
+            .send_to(
+                Some(ctx),
+                reqwest::Method::POST,
+                url,
+                Some(json_bytes(&body)?),
+            )
             .await?;
         let v: Value = self.json(resp, |_| {}).await?;
         let rankings = v.get("rankings").and_then(Value::as_array).ok_or_else(|| {
