@@ -48,11 +48,15 @@ command -v wrk >/dev/null || { echo "needs wrk (apt-get install -y wrk)" >&2; ex
 
 # The bench profile has the release profile's settings (thin LTO, one codegen unit) and
 # shares its artifacts with the criterion benches (`cargo bench`); its output is target/release.
-cargo build --profile bench -p llama-stack --features server --bin llama-stack
-cargo build --profile bench --features server --bin mock-openai
-TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-BIN=$TARGET/release/llama-stack
-MOCK=$TARGET/release/mock-openai
+# BIN and MOCK name binaries built already (e.g. by `cargo build --profile bench --workspace
+# --features server --bins`), which skips the build here.
+if [ -z "${BIN:-}" ] || [ -z "${MOCK:-}" ]; then
+  cargo build --profile bench -p llama-stack --features server --bin llama-stack
+  cargo build --profile bench --features server --bin mock-openai
+  TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  BIN=$TARGET/release/llama-stack
+  MOCK=$TARGET/release/mock-openai
+fi
 
 if [ "$PYTHON_LS" = 1 ] && [ ! -x "$LS_VENV/bin/llama" ]; then
   echo "creating the Python Llama Stack venv in $LS_VENV"

@@ -3,15 +3,12 @@
 //! the read timeout or a broken connection ends it with one typed error. Dropping the stream
 //! drops the upstream response (and its connection).
 
-use std::sync::Arc;
-
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures::stream::{BoxStream, StreamExt};
 use llama_stack_core::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::circuit::CircuitBreaker;
 use super::upstream::{error_message, Upstream};
 
 /// Decodes `resp`'s SSE body into `T`s; `fixup` fills fields some servers omit.
@@ -36,51 +33,49 @@ pub(crate) fn sse_data(
     upstream: &Upstream,
 ) -> BoxStream<'static, Result<String>> {
     let events = resp.bytes_stream().eventsource();
-    let upstream = upstream.clone();
-    let breaker: Arc<CircuitBreaker> = upstream.breaker().clone();
+    // The upstream travels in the state, so nothing is cloned per event.
     futures::stream::unfold(
-        (events, false),
-        move |(mut events, done)| {
-            let upstream = upstream.clone();
-            let breaker = breaker.clone();
-            async move {
-                if done {
-                    return None;
-                }
-                loop {
-                    match events.next().await? {
-                        Ok(event) => {
-                            let data = event.data.trim();
-                            if data == "[DONE]" {
-                                return None;
-                            }
-                            if data.is_empty() {
-                                continue;
-                            }
-                            return Some((Ok(data.to_string()), (events, false)));
+        (events, Some(upstream.clone())),
+        |(mut events, upstream)| async move {
+            // `None` once the stream has ended with an error.
+            let upstream = upstream?;
+            loop {
+                match events.next().await? {
+                    Ok(event) => {
+                        let mut data = event.data;
+                        let trimmed = data.trim();
+                        if trimmed == "[DONE]" {
+                            return None;
                         }
-                        Err(EventStreamError::Transport(e)) => {
-                            breaker.record_failure();
-                            let err = if e.is_timeout() {
-                                Error::new(
-                                    llama_stack_core::ErrorKind::Timeout,
-                                    format!(
-                                        "provider '{}': the upstream stream stalled (no event within network.timeout): {e}",
-                                        provider(&upstream)
-                                    ),
-                                )
-                                .with_provider(provider(&upstream))
-                            } else {
-                                upstream
-                                    .transport_error(&e)
-                                    .with_prefix("the upstream stream broke off")
-                            };
-                            return Some((Err(err), (events, true)));
+                        if trimmed.is_empty() {
+                            continue;
                         }
-                        Err(e) => {
-                            let err = malformed(&upstream, &e.to_string());
-                            return Some((Err(err), (events, true)));
+                        if trimmed.len() != data.len() {
+                            data = trimmed.to_string();
                         }
+                        return Some((Ok(data), (events, Some(upstream))));
+                    }
+                    Err(EventStreamError::Transport(e)) => {
+                        upstream.breaker().record_failure();
+                        let err = if e.is_timeout() {
+                            Error::new(
+                                llama_stack_core::ErrorKind::Timeout,
+                                format!(
+                                    "provider '{}': the upstream stream stalled (no event within network.timeout): {e}",
+                                    provider(&upstream)
+                                ),
+                            )
+                            .with_provider(provider(&upstream))
+                        } else {
+                            upstream
+                                .transport_error(&e)
+                                .with_prefix("the upstream stream broke off")
+                        };
+                        return Some((Err(err), (events, None)));
+                    }
+                    Err(e) => {
+                        let err = malformed(&upstream, &e.to_string());
+                        return Some((Err(err), (events, None)));
                     }
                 }
             }
