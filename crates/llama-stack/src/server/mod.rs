@@ -183,7 +183,9 @@ pub async fn app(stack: &Stack, options: &ServerOptions) -> Result<Router> {
                 .map(|m| (m, r.path.to_owned()))
         })
         .collect();
-    let doc = Arc::new(openapi::document(&table));
+    // Built on the first request for it: generating every schema at start-up would cost
+    // start-up time and keep the document (and the code that builds it) resident.
+    let doc: Arc<std::sync::OnceLock<serde_json::Value>> = Arc::new(std::sync::OnceLock::new());
     let state = routes::AppState::new(stack);
 
     let mut router: Router<routes::AppState> = Router::new();
@@ -203,7 +205,12 @@ pub async fn app(stack: &Stack, options: &ServerOptions) -> Result<Router> {
             "/openapi.json",
             get(move || {
                 let doc = doc.clone();
-                async move { Json(doc.as_ref().clone()) }
+                async move {
+                    Json(
+                        doc.get_or_init(|| openapi::document(&routes::table()))
+                            .clone(),
+                    )
+                }
             }),
         )
         .fallback(|| async { error::detail(StatusCode::NOT_FOUND, "Not Found") })
