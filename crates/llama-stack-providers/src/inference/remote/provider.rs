@@ -9,7 +9,7 @@ use bytes::Bytes;
 use llama_stack_core::api::inference::{
     ChatCompletion, ChatCompletionRequest, ChatCompletionStream, Completion, CompletionRequest,
     CompletionStream, ContentPart, EmbeddingsRequest, EmbeddingsResponse, Inference, RerankData,
-    RerankItem, RerankRequest, RerankResponse,
+    RerankItem, RerankRequest, RerankResponse, StreamOptions,
 };
 use llama_stack_core::api::models::{Model, ModelType};
 use llama_stack_core::api::providers::Health;
@@ -78,14 +78,19 @@ trait UpstreamBody: Serialize {
     fn default_max_tokens(&mut self, _limit: u32) {}
 }
 
+/// `stream: true` for a stream; otherwise neither `stream` nor `stream_options`.
+fn set_stream_fields(flag: &mut Option<bool>, options: &mut Option<StreamOptions>, stream: bool) {
+    if stream {
+        *flag = Some(true);
+    } else {
+        *flag = None;
+        *options = None;
+    }
+}
+
 impl UpstreamBody for ChatCompletionRequest {
     fn set_stream(&mut self, stream: bool) {
-        if stream {
-            self.stream = Some(true);
-        } else {
-            self.stream = None;
-            self.stream_options = None;
-        }
+        set_stream_fields(&mut self.stream, &mut self.stream_options, stream);
     }
     fn extra_body(&mut self) -> &mut Map<String, Value> {
         &mut self.extra_body
@@ -99,12 +104,7 @@ impl UpstreamBody for ChatCompletionRequest {
 
 impl UpstreamBody for CompletionRequest {
     fn set_stream(&mut self, stream: bool) {
-        if stream {
-            self.stream = Some(true);
-        } else {
-            self.stream = None;
-            self.stream_options = None;
-        }
+        set_stream_fields(&mut self.stream, &mut self.stream_options, stream);
     }
     fn extra_body(&mut self) -> &mut Map<String, Value> {
         &mut self.extra_body
