@@ -205,6 +205,20 @@ struct Ops {
     chat_recorded: Op,
 }
 
+/// A non-streaming chat completion of `req` through the library.
+fn library_chat(stack: &Stack, req: ChatCompletionRequest) -> Op {
+    let s = stack.clone();
+    Arc::new(move || {
+        let (s, r) = (s.clone(), req.clone());
+        async move {
+            let t = Instant::now();
+            s.inference().chat_completion(r).await.unwrap();
+            t.elapsed()
+        }
+        .boxed()
+    })
+}
+
 fn ops(stack: &Stack, url: &str) -> Ops {
     // The direct client is configured as the library's is by default (10 s connect and
     // 600 s read timeouts, TCP_NODELAY), so the difference is the library's own work, not
@@ -236,16 +250,7 @@ fn ops(stack: &Stack, url: &str) -> Ops {
         }
         .boxed()
     });
-    let (s, r) = (stack.clone(), req.clone());
-    let chat_library: Op = Arc::new(move || {
-        let (s, r) = (s.clone(), r.clone());
-        async move {
-            let t = Instant::now();
-            s.inference().chat_completion(r).await.unwrap();
-            t.elapsed()
-        }
-        .boxed()
-    });
+    let chat_library = library_chat(stack, req.clone());
     let (c, u, b) = (client, endpoint, stream_body);
     let stream_direct: Op = Arc::new(move || {
         let (c, u, b) = (c.clone(), u.clone(), b.clone());
@@ -281,16 +286,7 @@ fn ops(stack: &Stack, url: &str) -> Ops {
         }
         .boxed()
     });
-    let s = stack.clone();
-    let chat_recorded: Op = Arc::new(move || {
-        let (s, r) = (s.clone(), recorded.clone());
-        async move {
-            let t = Instant::now();
-            s.inference().chat_completion(r).await.unwrap();
-            t.elapsed()
-        }
-        .boxed()
-    });
+    let chat_recorded = library_chat(stack, recorded);
     Ops {
         chat_direct,
         chat_library,
