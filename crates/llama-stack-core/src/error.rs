@@ -84,9 +84,15 @@ impl fmt::Display for ErrorKind {
 }
 
 /// The error of every llama-stack-rs API. Creating one never logs.
+///
+/// One pointer wide, so a `Result` is no bigger than its value (and the futures holding
+/// one stay small); the details live on the heap.
+pub struct Error(Box<Details>);
+
+/// What an [`Error`] holds.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-pub struct Error {
+struct Details {
     kind: ErrorKind,
     message: String,
     retryable: bool,
@@ -97,6 +103,32 @@ pub struct Error {
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.0.kind)
+            .field("message", &self.0.message)
+            .field("retryable", &self.0.retryable)
+            .field("status", &self.0.status)
+            .field("provider", &self.0.provider)
+            .field("context", &self.0.context)
+            .field("source", &self.0.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.0)
+    }
+}
+
 impl Error {
     /// A new error of `kind` with a message that names the offending field or value.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
@@ -104,7 +136,7 @@ impl Error {
             kind,
             ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::RateLimited
         );
-        Error {
+        Error(Box::new(Details {
             kind,
             message: message.into(),
             retryable,
@@ -112,7 +144,7 @@ impl Error {
             provider: None,
             context: Vec::new(),
             source: None,
-        }
+        }))
     }
 
     /// `InvalidRequest`: the input is wrong; the message says which field and why.
@@ -169,40 +201,40 @@ impl Error {
     /// `Upstream`: a provider's service answered with `status` and `message`.
     pub fn upstream(provider: impl Into<String>, status: u16, message: impl Into<String>) -> Self {
         let mut e = Self::new(ErrorKind::Upstream, message);
-        e.status = Some(status);
-        e.provider = Some(provider.into());
-        e.retryable = status == 429 || status >= 500;
+        e.0.status = Some(status);
+        e.0.provider = Some(provider.into());
+        e.0.retryable = status == 429 || status >= 500;
         e
     }
 
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// The message, naming the offending field or value.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// Whether retrying the same request may succeed.
     pub fn is_retryable(&self) -> bool {
-        self.retryable
+        self.0.retryable
     }
 
     /// The provider id this error came from, if any.
     pub fn provider(&self) -> Option<&str> {
-        self.provider.as_deref()
+        self.0.provider.as_deref()
     }
 
     /// The upstream HTTP status, for `Upstream` errors.
     pub fn upstream_status(&self) -> Option<u16> {
-        self.status
+        self.0.status
     }
 
     /// The HTTP status the server answers with for this error.
     pub fn http_status(&self) -> u16 {
-        match (self.kind, self.status) {
+        match (self.0.kind, self.0.status) {
             (ErrorKind::Upstream, Some(s)) if (400..600).contains(&s) => s,
             (kind, _) => kind.http_status(),
         }
@@ -210,36 +242,36 @@ impl Error {
 
     /// Context pairs (`param`, `resource_id`, `path`, ...) attached to this error.
     pub fn context(&self) -> &[(&'static str, String)] {
-        &self.context
+        &self.0.context
     }
 
     /// Adds a context pair.
     pub fn with_context(mut self, key: &'static str, value: impl Into<String>) -> Self {
-        self.context.push((key, value.into()));
+        self.0.context.push((key, value.into()));
         self
     }
 
     /// Sets the provider this error came from.
     pub fn with_provider(mut self, provider: impl Into<String>) -> Self {
-        self.provider = Some(provider.into());
+        self.0.provider = Some(provider.into());
         self
     }
 
     /// Overrides the retryable flag.
     pub fn with_retryable(mut self, retryable: bool) -> Self {
-        self.retryable = retryable;
+        self.0.retryable = retryable;
         self
     }
 
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
+        self.0.source = Some(Box::new(source));
         self
     }
 
     /// Prefixes the message, e.g. with the component that failed.
     pub fn with_prefix(mut self, prefix: &str) -> Self {
-        self.message = format!("{prefix}: {}", self.message);
+        self.0.message = format!("{prefix}: {}", self.0.message);
         self
     }
 }
@@ -269,5 +301,6 @@ mod tests {
             Error::invalid_param("temperature", 3, "Must be between 0 and 2").to_string(),
             "Invalid value for 'temperature': 3. Must be between 0 and 2"
         );
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
     }
 }

@@ -1,6 +1,7 @@
 //! [`Stack`] and [`StackBuilder`]: build a stack from a run config or a built-in
 //! distribution and call its APIs in-process through typed handles.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -753,18 +754,23 @@ pub struct InferenceHandle {
     ctx: RequestContext,
 }
 
+// The calls that take a request return the router's future itself rather than an `async fn`
+// wrapping it, which would hold a second copy of the request in the caller's future.
 impl InferenceHandle {
     /// A chat completion.
-    pub async fn chat_completion(&self, req: ChatCompletionRequest) -> Result<ChatCompletion> {
-        self.api.chat_completion(&self.ctx, req).await
+    pub fn chat_completion(
+        &self,
+        req: ChatCompletionRequest,
+    ) -> impl Future<Output = Result<ChatCompletion>> + Send + '_ {
+        self.api.chat_completion(&self.ctx, req)
     }
 
     /// A streamed chat completion.
-    pub async fn chat_completion_stream(
+    pub fn chat_completion_stream(
         &self,
         req: ChatCompletionRequest,
-    ) -> Result<ChatCompletionStream> {
-        self.api.chat_completion_stream(&self.ctx, req).await
+    ) -> impl Future<Output = Result<ChatCompletionStream>> + Send + '_ {
+        self.api.chat_completion_stream(&self.ctx, req)
     }
 
     /// A page of the stored chat completions this caller may read, newest first by
@@ -782,23 +788,35 @@ impl InferenceHandle {
     }
 
     /// A text completion.
-    pub async fn completion(&self, req: CompletionRequest) -> Result<Completion> {
-        self.api.completion(&self.ctx, req).await
+    pub fn completion(
+        &self,
+        req: CompletionRequest,
+    ) -> impl Future<Output = Result<Completion>> + Send + '_ {
+        self.api.completion(&self.ctx, req)
     }
 
     /// A streamed text completion.
-    pub async fn completion_stream(&self, req: CompletionRequest) -> Result<CompletionStream> {
-        self.api.completion_stream(&self.ctx, req).await
+    pub fn completion_stream(
+        &self,
+        req: CompletionRequest,
+    ) -> impl Future<Output = Result<CompletionStream>> + Send + '_ {
+        self.api.completion_stream(&self.ctx, req)
     }
 
     /// Embeddings.
-    pub async fn embeddings(&self, req: EmbeddingsRequest) -> Result<EmbeddingsResponse> {
-        self.api.embeddings(&self.ctx, req).await
+    pub fn embeddings(
+        &self,
+        req: EmbeddingsRequest,
+    ) -> impl Future<Output = Result<EmbeddingsResponse>> + Send + '_ {
+        self.api.embeddings(&self.ctx, req)
     }
 
     /// Rerank.
-    pub async fn rerank(&self, req: RerankRequest) -> Result<RerankResponse> {
-        self.api.rerank(&self.ctx, req).await
+    pub fn rerank(
+        &self,
+        req: RerankRequest,
+    ) -> impl Future<Output = Result<RerankResponse>> + Send + '_ {
+        self.api.rerank(&self.ctx, req)
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use tracing::Instrument;
 
@@ -239,12 +240,11 @@ fn normalize_tools(req: &mut ChatCompletionRequest) {
     }
 }
 
-#[async_trait]
-impl Inference for InferenceRouter {
-    async fn chat_completion(
+impl InferenceRouter {
+    async fn chat(
         &self,
         ctx: &RequestContext,
-        mut req: ChatCompletionRequest,
+        mut req: Box<ChatCompletionRequest>,
     ) -> Result<ChatCompletion> {
         req.validate()?;
         let target = self.resolve(ctx, &req.model, ModelType::Llm).await?;
@@ -255,7 +255,7 @@ impl Inference for InferenceRouter {
         let span = tracing::info_span!("inference.chat_completion", provider_id = %target.provider_id, model = %requested, stream = false, request_id = %ctx.request_id());
         let mut resp = target
             .provider
-            .chat_completion(ctx, req)
+            .chat_completion(ctx, *req)
             .instrument(span)
             .await?;
         resp.model = requested;
@@ -275,10 +275,10 @@ impl Inference for InferenceRouter {
         Ok(resp)
     }
 
-    async fn chat_completion_stream(
+    async fn chat_stream(
         &self,
         ctx: &RequestContext,
-        mut req: ChatCompletionRequest,
+        mut req: Box<ChatCompletionRequest>,
     ) -> Result<ChatCompletionStream> {
         req.validate()?;
         let target = self.resolve(ctx, &req.model, ModelType::Llm).await?;
@@ -289,7 +289,7 @@ impl Inference for InferenceRouter {
         let span = tracing::info_span!("inference.chat_completion", provider_id = %target.provider_id, model = %requested, stream = true, request_id = %ctx.request_id());
         let stream = target
             .provider
-            .chat_completion_stream(ctx, req)
+            .chat_completion_stream(ctx, *req)
             .instrument(span)
             .await?;
         let stream = echo_model(stream, requested, |c: &mut ChatCompletionChunk| {
@@ -299,6 +299,39 @@ impl Inference for InferenceRouter {
             Some((store, messages)) => record_stream(stream, store, ctx.clone(), messages),
             None => stream,
         })
+    }
+}
+
+#[async_trait]
+impl Inference for InferenceRouter {
+    // The chat calls are written out as the functions `async_trait` makes of them, so that
+    // the request travels boxed: their futures, boxed on every call, then hold a pointer
+    // rather than the request and stay within the allocator's small size classes.
+
+    fn chat_completion<'s, 'c, 'f>(
+        &'s self,
+        ctx: &'c RequestContext,
+        req: ChatCompletionRequest,
+    ) -> BoxFuture<'f, Result<ChatCompletion>>
+    where
+        's: 'f,
+        'c: 'f,
+        Self: 'f,
+    {
+        Box::pin(self.chat(ctx, Box::new(req)))
+    }
+
+    fn chat_completion_stream<'s, 'c, 'f>(
+        &'s self,
+        ctx: &'c RequestContext,
+        req: ChatCompletionRequest,
+    ) -> BoxFuture<'f, Result<ChatCompletionStream>>
+    where
+        's: 'f,
+        'c: 'f,
+        Self: 'f,
+    {
+        Box::pin(self.chat_stream(ctx, Box::new(req)))
     }
 
     async fn completion(

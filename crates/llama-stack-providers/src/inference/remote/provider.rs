@@ -6,6 +6,8 @@ use std::sync::RwLock;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, StreamExt};
 use llama_stack_core::api::inference::{
     ChatCompletion, ChatCompletionRequest, ChatCompletionStream, Completion, CompletionRequest,
     CompletionStream, ContentPart, EmbeddingsRequest, EmbeddingsResponse, Inference, RerankData,
@@ -20,6 +22,7 @@ use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use std::future::Future;
 
 use super::config::OpenAiCompatConfig;
 use super::iam::{self, IamTokens};
@@ -58,8 +61,12 @@ pub struct OpenAiCompatProvider {
     upstream: Upstream,
     /// IBM Cloud IAM tokens (watsonx), when the service exchanges its API key.
     iam: Option<IamTokens>,
-    /// Request URLs parsed once (at most [`PARSED_URLS`] of them): parsing one costs more
-    /// than the rest of building a request.
+    /// The endpoints on the configured base URL, parsed once (`None` where it does not
+    /// parse), indexed by [`Endpoint`].
+    endpoints: [Option<reqwest::Url>; Endpoint::ALL.len()],
+    /// Other request URLs (on per-request base URLs, NVIDIA's per-model rerank URLs)
+    /// parsed once, at most [`PARSED_URLS`] of them: parsing one costs more than the rest
+    /// of building a request.
     urls: RwLock<HashMap<String, reqwest::Url>>,
     /// The `Authorization` header for the configured key, built once (absent when the
     /// service exchanges its key or has none).
@@ -141,9 +148,83 @@ fn bearer(provider_id: &str, key: &str) -> Result<HeaderValue> {
     Ok(value)
 }
 
-/// How many parsed request URLs a provider keeps (its paths on its base URL, and
-/// per-request base URLs up to this bound).
+/// How many parsed request URLs beyond its own endpoints a provider keeps.
 const PARSED_URLS: usize = 64;
+
+/// The service paths the provider calls, below its base URL.
+#[derive(Debug, Clone, Copy)]
+enum Endpoint {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+    Models,
+}
+
+impl Endpoint {
+    const ALL: [Endpoint; 4] = [
+        Endpoint::ChatCompletions,
+        Endpoint::Completions,
+        Endpoint::Embeddings,
+        Endpoint::Models,
+    ];
+
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::Completions => "/completions",
+            Endpoint::Embeddings => "/embeddings",
+            Endpoint::Models => "/models",
+        }
+    }
+}
+
+/// How one call authenticates.
+enum Auth<'a> {
+    /// With this `Authorization` header, or none.
+    Header(Option<HeaderValue>),
+    /// With a token obtained for this API key first (IBM Cloud IAM).
+    Exchange(&'a IamTokens, String),
+}
+
+/// A response's whole body, as `reqwest::Response::bytes` reads it but with a smaller
+/// future: a body that arrives in one chunk (the usual JSON answer) is kept as it came.
+fn read_body(
+    resp: reqwest::Response,
+) -> impl Future<Output = reqwest::Result<Bytes>> + Send + 'static {
+    let size = resp.content_length().unwrap_or(0);
+    let chunks = resp.bytes_stream();
+    async move {
+        let mut chunks = std::pin::pin!(chunks);
+        let Some(first) = chunks.next().await.transpose()? else {
+            return Ok(Bytes::new());
+        };
+        let Some(second) = chunks.next().await.transpose()? else {
+            return Ok(first);
+        };
+        let capacity = usize::try_from(size).unwrap_or(0).min(MAX_PREALLOCATED);
+        let mut all = Vec::with_capacity(capacity.max(first.len() + second.len()));
+        all.extend_from_slice(&first);
+        all.extend_from_slice(&second);
+        while let Some(chunk) = chunks.next().await.transpose()? {
+            all.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(all))
+    }
+}
+
+/// The most a response body is given room for ahead of its bytes, whatever its
+/// `Content-Length` says.
+const MAX_PREALLOCATED: usize = 16 << 20;
+
+/// Where one call goes.
+enum RequestUrl<'a> {
+    /// An endpoint on the configured base URL, parsed when the provider was built.
+    Configured(&'a reqwest::Url),
+    /// Any other URL that parses.
+    Parsed(reqwest::Url),
+    /// A URL that does not parse: the HTTP client fails the call with its own message.
+    Unparsed(String),
+}
 
 impl std::fmt::Debug for OpenAiCompatProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -203,6 +284,11 @@ impl OpenAiCompatProvider {
         let iam = profile
             .iam_exchange
             .then(|| IamTokens::new(config.field_str("iam_url").unwrap_or(iam::DEFAULT_IAM_URL)));
+        let endpoints = Endpoint::ALL.map(|e| {
+            base_url
+                .as_deref()
+                .and_then(|b| reqwest::Url::parse(&format!("{b}{}", e.path())).ok())
+        });
         let config_auth = match &iam {
             Some(_) => None,
             None => api_key_for(profile, provider_id, &config, None)
@@ -218,6 +304,7 @@ impl OpenAiCompatProvider {
             forward,
             upstream,
             iam,
+            endpoints,
             urls: RwLock::new(HashMap::new()),
             config_auth,
         })
@@ -255,12 +342,15 @@ impl OpenAiCompatProvider {
         self.base_url.as_deref()
     }
 
-    fn base(&self, ctx: Option<&RequestContext>) -> Result<String> {
-        let from_pd = self
-            .profile
+    /// The base URL the caller's provider data sets, if the service takes one there.
+    fn base_override<'c>(&self, ctx: Option<&'c RequestContext>) -> Option<&'c str> {
+        self.profile
             .provider_data_url_key
-            .and_then(|k| ctx?.provider_data()?.get_str(k).map(|u| (k, u)));
-        if let Some((_, url)) = from_pd {
+            .and_then(|k| ctx?.provider_data()?.get_str(k))
+    }
+
+    fn base(&self, ctx: Option<&RequestContext>) -> Result<String> {
+        if let Some(url) = self.base_override(ctx) {
             return Ok(join_base(url, self.profile.path_suffix));
         }
         self.base_url.clone().ok_or_else(|| {
@@ -303,25 +393,44 @@ impl OpenAiCompatProvider {
         json_bytes(&req)
     }
 
-    async fn send(
-        &self,
-        ctx: Option<&RequestContext>,
+    /// `url`, parsed (from the cache when it was parsed before) if it parses.
+    fn request_url(&self, url: String) -> RequestUrl<'static> {
+        match self.parsed_url(&url) {
+            Some(parsed) => RequestUrl::Parsed(parsed),
+            None => RequestUrl::Unparsed(url),
+        }
+    }
+
+    // The calls below are plain functions returning futures: what can be done at once is
+    // done before the future is built, so the future holds only what crosses an `.await`
+    // (an `async fn` also holds each argument twice). Every call boxes the provider's
+    // future, and one that outgrows the allocator's small size classes (about 1 KiB)
+    // costs noticeably more to allocate.
+
+    fn send<'a>(
+        &'a self,
+        ctx: Option<&'a RequestContext>,
         method: reqwest::Method,
-        path: &str,
+        endpoint: Endpoint,
         body: Option<Bytes>,
-    ) -> Result<reqwest::Response> {
-        let url = format!("{}{path}", self.base(ctx)?);
-        self.send_to(ctx, method, url, body).await
+    ) -> impl Future<Output = Result<reqwest::Response>> + Send + 'a {
+        let url = match &self.endpoints[endpoint as usize] {
+            Some(url) if self.base_override(ctx).is_none() => Ok(RequestUrl::Configured(url)),
+            _ => self
+                .base(ctx)
+                .map(|base| self.request_url(format!("{base}{}", endpoint.path()))),
+        };
+        self.send_to(ctx, method, url, body)
     }
 
     /// [`Self::send`] to a full URL (NVIDIA's per-model rerank endpoints).
-    async fn send_to(
-        &self,
-        ctx: Option<&RequestContext>,
+    fn send_to<'a>(
+        &'a self,
+        ctx: Option<&'a RequestContext>,
         method: reqwest::Method,
-        url: String,
+        url: Result<RequestUrl<'a>>,
         body: Option<Bytes>,
-    ) -> Result<reqwest::Response> {
+    ) -> impl Future<Output = Result<reqwest::Response>> + Send + 'a {
         let query: Vec<(&str, String)> = self
             .profile
             .query_fields
@@ -338,72 +447,124 @@ impl OpenAiCompatProvider {
                 }
             }
         }
-        let auth = self.auth(ctx).await?;
-        let client = self.upstream.client();
-        let parsed = self.parsed_url(&url);
-        self.upstream
-            .send(|| {
-                let mut rb = match &parsed {
-                    Some(parsed) => client.request(method.clone(), parsed.clone()),
-                    None => client.request(method.clone(), &url),
-                };
-                if !query.is_empty() {
-                    rb = rb.query(&query);
+        let auth = url.and_then(|url| Ok((url, self.auth(ctx)?)));
+        async move {
+            let (url, auth) = auth?;
+            let auth = match auth {
+                Auth::Header(header) => header,
+                Auth::Exchange(iam, key) => {
+                    // Boxed: only this path carries the exchange's state.
+                    let token = Box::pin(iam.bearer(&self.upstream, &key)).await?;
+                    Some(bearer(&self.provider_id, &token)?)
                 }
-                for (name, value) in &forwarded {
-                    rb = rb.header(name.clone(), value.clone());
-                }
-                // A configured key wins over a forwarded Authorization header.
-                if let Some(auth) = &auth {
-                    rb = rb.header(AUTHORIZATION, auth.clone());
-                }
-                if let Some(body) = &body {
-                    rb = rb
-                        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-                        .body(body.clone());
-                }
-                rb
-            })
-            .await
+            };
+            let client = self.upstream.client();
+            self.upstream
+                .send(|| {
+                    let mut rb = match &url {
+                        RequestUrl::Configured(parsed) => {
+                            client.request(method.clone(), (*parsed).clone())
+                        }
+                        RequestUrl::Parsed(parsed) => {
+                            client.request(method.clone(), parsed.clone())
+                        }
+                        RequestUrl::Unparsed(url) => client.request(method.clone(), url.as_str()),
+                    };
+                    if !query.is_empty() {
+                        rb = rb.query(&query);
+                    }
+                    for (name, value) in &forwarded {
+                        rb = rb.header(name.clone(), value.clone());
+                    }
+                    // A configured key wins over a forwarded Authorization header.
+                    if let Some(auth) = &auth {
+                        rb = rb.header(AUTHORIZATION, auth.clone());
+                    }
+                    if let Some(body) = &body {
+                        rb = rb
+                            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                            .body(body.clone());
+                    }
+                    rb
+                })
+                .await
+        }
     }
 
-    /// The `Authorization` header for this call: the key from provider data, else the
-    /// configured one (built once), exchanged for an IAM token where the service does that.
-    async fn auth(&self, ctx: Option<&RequestContext>) -> Result<Option<HeaderValue>> {
+    /// The `Authorization` header for this call, or the key to exchange for it first: the
+    /// key from provider data, else the configured one (its header built once).
+    fn auth(&self, ctx: Option<&RequestContext>) -> Result<Auth<'_>> {
         let from_pd = self
             .profile
             .provider_data_key
             .is_some_and(|k| ctx.and_then(|c| c.provider_data()?.get_str(k)).is_some());
         if !from_pd {
             if let Some(auth) = &self.config_auth {
-                return Ok(Some(auth.clone()));
+                return Ok(Auth::Header(Some(auth.clone())));
             }
         }
-        let key = match (self.api_key(ctx)?, &self.iam) {
-            (Some(k), Some(iam)) => Some(iam.bearer(&self.upstream, &k).await?),
-            (k, _) => k,
-        };
-        key.map(|k| bearer(&self.provider_id, &k)).transpose()
+        match (self.api_key(ctx)?, &self.iam) {
+            (Some(key), Some(iam)) => Ok(Auth::Exchange(iam, key)),
+            (key, _) => Ok(Auth::Header(
+                key.map(|k| bearer(&self.provider_id, &k)).transpose()?,
+            )),
+        }
     }
 
-    async fn json<T: DeserializeOwned>(
-        &self,
+    /// Sends the JSON `body` (or its error) to `endpoint` and reads the answer as `T`.
+    #[allow(clippy::manual_async_fn)] // see above
+    fn call_json<'a, T: DeserializeOwned + Send + 'a>(
+        &'a self,
+        ctx: &'a RequestContext,
+        endpoint: Endpoint,
+        body: Result<Bytes>,
+        fixup: fn(&mut Value),
+    ) -> impl Future<Output = Result<T>> + Send + 'a {
+        async move {
+            let resp = self
+                .send(Some(ctx), reqwest::Method::POST, endpoint, Some(body?))
+                .await?;
+            self.json(resp, fixup).await
+        }
+    }
+
+    /// Sends the JSON `body` (or its error) to `endpoint` and decodes the answer's events
+    /// as `T`s.
+    #[allow(clippy::manual_async_fn)] // see above
+    fn call_stream<'a, T: DeserializeOwned + Send + 'static>(
+        &'a self,
+        ctx: &'a RequestContext,
+        endpoint: Endpoint,
+        body: Result<Bytes>,
+        fixup: fn(&mut Value),
+    ) -> impl Future<Output = Result<BoxStream<'static, Result<T>>>> + Send + 'a {
+        async move {
+            let resp = self
+                .send(Some(ctx), reqwest::Method::POST, endpoint, Some(body?))
+                .await?;
+            Ok(sse_json(resp, &self.upstream, fixup))
+        }
+    }
+
+    /// `resp`'s body as `T`.
+    fn json<'a, T: DeserializeOwned + Send + 'a>(
+        &'a self,
         resp: reqwest::Response,
         fixup: fn(&mut Value),
-    ) -> Result<T> {
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| self.upstream.transport_error(&e))?;
-        // Straight into `T` when the upstream sent every field `T` requires; otherwise
-        // through a `Value` where `fixup` fills them (fixups only fill required fields,
-        // so both paths give the same result).
-        if let Ok(parsed) = serde_json::from_slice::<T>(&bytes) {
-            return Ok(parsed);
+    ) -> impl Future<Output = Result<T>> + Send + 'a {
+        let body = read_body(resp);
+        async move {
+            let bytes = body.await.map_err(|e| self.upstream.transport_error(&e))?;
+            // Straight into `T` when the upstream sent every field `T` requires; otherwise
+            // through a `Value` where `fixup` fills them (fixups only fill required fields,
+            // so both paths give the same result).
+            if let Ok(parsed) = serde_json::from_slice::<T>(&bytes) {
+                return Ok(parsed);
+            }
+            let mut value: Value = serde_json::from_slice(&bytes).map_err(|e| self.malformed(e))?;
+            fixup(&mut value);
+            serde_json::from_value(value).map_err(|e| self.malformed(e))
         }
-        let mut value: Value = serde_json::from_slice(&bytes).map_err(|e| self.malformed(e))?;
-        fixup(&mut value);
-        serde_json::from_value(value).map_err(|e| self.malformed(e))
     }
 
     fn malformed(&self, e: serde_json::Error) -> Error {
@@ -557,75 +718,88 @@ fn fix_embeddings(v: &mut Value) {
 
 #[async_trait]
 impl Inference for OpenAiCompatProvider {
-    async fn chat_completion(
-        &self,
-        ctx: &RequestContext,
+    // The generation calls are written out as the functions `async_trait` makes of them, so
+    // that the request becomes its body before the boxed future is built: the future then
+    // holds the body, not the request (see `send`).
+
+    fn chat_completion<'s, 'c, 'f>(
+        &'s self,
+        ctx: &'c RequestContext,
         req: ChatCompletionRequest,
-    ) -> Result<ChatCompletion> {
-        self.check_model(&req.model)?;
-        let body = self.body(req, false)?;
-        let resp = self
-            .send(
-                Some(ctx),
-                reqwest::Method::POST,
-                "/chat/completions",
-                Some(body),
-            )
-            .await?;
-        self.json(resp, fix_chat).await
+    ) -> BoxFuture<'f, Result<ChatCompletion>>
+    where
+        's: 'f,
+        'c: 'f,
+        Self: 'f,
+    {
+        let body = self
+            .check_model(&req.model)
+            .and_then(|()| self.body(req, false));
+        Box::pin(self.call_json(ctx, Endpoint::ChatCompletions, body, fix_chat))
     }
 
-    async fn chat_completion_stream(
-        &self,
-        ctx: &RequestContext,
+    fn chat_completion_stream<'s, 'c, 'f>(
+        &'s self,
+        ctx: &'c RequestContext,
         req: ChatCompletionRequest,
-    ) -> Result<ChatCompletionStream> {
-        self.check_model(&req.model)?;
-        let body = self.body(req, true)?;
-        let resp = self
-            .send(
-                Some(ctx),
-                reqwest::Method::POST,
-                "/chat/completions",
-                Some(body),
-            )
-            .await?;
-        Ok(sse_json(resp, &self.upstream, fix_chunk))
+    ) -> BoxFuture<'f, Result<ChatCompletionStream>>
+    where
+        's: 'f,
+        'c: 'f,
+        Self: 'f,
+    {
+        let body = self
+            .check_model(&req.model)
+            .and_then(|()| self.body(req, true));
+        Box::pin(self.call_stream(ctx, Endpoint::ChatCompletions, body, fix_chunk))
     }
 
-    async fn completion(&self, ctx: &RequestContext, req: CompletionRequest) -> Result<Completion> {
-        self.check_model(&req.model)?;
-        let body = self.body(req, false)?;
-        let resp = self
-            .send(Some(ctx), reqwest::Method::POST, "/completions", Some(body))
-            .await?;
-        self.json(resp, fix_completion).await
-    }
-
-    async fn completion_stream(
-        &self,
-        ctx: &RequestContext,
+    fn completion<'s, 'c, 'f>(
+        &'s self,
+        ctx: &'c RequestContext,
         req: CompletionRequest,
-    ) -> Result<CompletionStream> {
-        self.check_model(&req.model)?;
-        let body = self.body(req, true)?;
-        let resp = self
-            .send(Some(ctx), reqwest::Method::POST, "/completions", Some(body))
-            .await?;
-        Ok(sse_json(resp, &self.upstream, fix_completion))
+    ) -> BoxFuture<'f, Result<Completion>>
+    where
+        's: 'f,
+        'c: 'f,
+        Self: 'f,
+    {
+        let body = self
+            .check_model(&req.model)
+            .and_then(|()| self.body(req, false));
+        Box::pin(self.call_json(ctx, Endpoint::Completions, body, fix_completion))
     }
 
-    async fn embeddings(
-        &self,
-        ctx: &RequestContext,
+    fn completion_stream<'s, 'c, 'f>(
+        &'s self,
+        ctx: &'c RequestContext,
+        req: CompletionRequest,
+    ) -> BoxFuture<'f, Result<CompletionStream>>
+    where
+        's: 'f,
+        'c: 'f,
+        Self: 'f,
+    {
+        let body = self
+            .check_model(&req.model)
+            .and_then(|()| self.body(req, true));
+        Box::pin(self.call_stream(ctx, Endpoint::Completions, body, fix_completion))
+    }
+
+    fn embeddings<'s, 'c, 'f>(
+        &'s self,
+        ctx: &'c RequestContext,
         req: EmbeddingsRequest,
-    ) -> Result<EmbeddingsResponse> {
-        self.check_model(&req.model)?;
-        let body = self.body(req, false)?;
-        let resp = self
-            .send(Some(ctx), reqwest::Method::POST, "/embeddings", Some(body))
-            .await?;
-        self.json(resp, fix_embeddings).await
+    ) -> BoxFuture<'f, Result<EmbeddingsResponse>>
+    where
+        's: 'f,
+        'c: 'f,
+        Self: 'f,
+    {
+        let body = self
+            .check_model(&req.model)
+            .and_then(|()| self.body(req, false));
+        Box::pin(self.call_json(ctx, Endpoint::Embeddings, body, fix_embeddings))
     }
 
     /// NVIDIA NIM ranking: `POST <rerank_model_to_url[model]>` or `<base_url>/ranking` with
@@ -674,7 +848,7 @@ impl Inference for OpenAiCompatProvider {
             .send_to(
                 Some(ctx),
                 reqwest::Method::POST,
-                url,
+                Ok(self.request_url(url)),
                 Some(json_bytes(&body)?),
             )
             .await?;
@@ -736,7 +910,7 @@ impl InferenceProvider for OpenAiCompatProvider {
             return Ok(None);
         }
         let resp = self
-            .send(None, reqwest::Method::GET, "/models", None)
+            .send(None, reqwest::Method::GET, Endpoint::Models, None)
             .await?;
         let listing: Value = self.json(resp, |_| {}).await?;
         let ids = listing

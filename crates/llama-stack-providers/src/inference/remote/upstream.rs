@@ -75,10 +75,18 @@ impl Upstream {
     /// 429, 5xx and connection errors are retried up to `max_retries` times; an error
     /// status is read and mapped. For streams this covers everything before the first
     /// byte of the body; nothing is retried after that.
-    pub(crate) async fn send(&self, build: impl Fn() -> RequestBuilder) -> Result<Response> {
-        let mut attempt = 0u32;
-        loop {
-            let permit = self.breaker.admit().map_err(|r| {
+    ///
+    /// A plain function returning the future (not an `async fn`, which would hold `build`
+    /// twice): the future stays small, and every call's future holds it.
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn send<'a>(
+        &'a self,
+        build: impl Fn() -> RequestBuilder + Send + 'a,
+    ) -> impl std::future::Future<Output = Result<Response>> + Send + 'a {
+        async move {
+            let mut attempt = 0u32;
+            loop {
+                let permit = self.breaker.admit().map_err(|r| {
                 Error::unavailable(format!(
                     "provider '{}': the upstream service is failing; calls fail fast for {:.1}s more (circuit breaker open)",
                     self.provider_id,
@@ -86,39 +94,41 @@ impl Upstream {
                 ))
                 .with_provider(&self.provider_id)
             })?;
-            let (err, retry_after) = match build().send().await {
-                Ok(resp) if resp.status().is_success() => {
-                    permit.success();
-                    return Ok(resp);
-                }
-                Ok(resp) => {
-                    let status = resp.status();
-                    if status.is_server_error() {
-                        permit.failure();
-                    } else {
+                let (err, retry_after) = match build().send().await {
+                    Ok(resp) if resp.status().is_success() => {
                         permit.success();
+                        return Ok(resp);
                     }
-                    let retry_after = retry_after(resp.headers());
-                    let body = resp.text().await.unwrap_or_default();
-                    (self.status_error(status, &body), retry_after)
+                    Ok(resp) => {
+                        let status = resp.status();
+                        if status.is_server_error() {
+                            permit.failure();
+                        } else {
+                            permit.success();
+                        }
+                        let retry_after = retry_after(resp.headers());
+                        // Boxed: the error path should not grow every call's future.
+                        let body = Box::pin(resp.text()).await.unwrap_or_default();
+                        (self.status_error(status, &body), retry_after)
+                    }
+                    Err(e) => {
+                        permit.failure();
+                        (self.transport_error(&e), None)
+                    }
+                };
+                let retryable = err.is_retryable() && err.kind() != ErrorKind::Timeout;
+                if !retryable || attempt >= self.max_retries {
+                    return Err(err);
                 }
-                Err(e) => {
-                    permit.failure();
-                    (self.transport_error(&e), None)
-                }
-            };
-            let retryable = err.is_retryable() && err.kind() != ErrorKind::Timeout;
-            if !retryable || attempt >= self.max_retries {
-                return Err(err);
+                let delay = match retry_after {
+                    Some(d) if d > MAX_RETRY_AFTER => return Err(err),
+                    Some(d) => d,
+                    None => backoff(attempt),
+                };
+                tracing::debug!(provider_id = %self.provider_id, attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying upstream call");
+                Box::pin(tokio::time::sleep(delay)).await;
+                attempt += 1;
             }
-            let delay = match retry_after {
-                Some(d) if d > MAX_RETRY_AFTER => return Err(err),
-                Some(d) => d,
-                None => backoff(attempt),
-            };
-            tracing::debug!(provider_id = %self.provider_id, attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying upstream call");
-            tokio::time::sleep(delay).await;
-            attempt += 1;
         }
     }
 
