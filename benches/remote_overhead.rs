@@ -15,8 +15,10 @@
 //! the library's default connect and read timeouts).
 //!
 //! `REMOTE_OVERHEAD_COUNT=<chat|stream>-<direct|library>:<calls>` runs just that many
-//! sequential calls of one kind after a warm-up and exits: for counting instructions per
-//! call with `valgrind --tool=callgrind` (the difference between two call counts).
+//! calls of one kind after a warm-up and exits, in `REMOTE_OVERHEAD_CONCURRENCY` tasks
+//! (default 1), and prints the allocations per call (both sides of the process: client and
+//! upstream): for profiling one path (e.g. `perf record`, `perf stat`; the difference
+//! between two call counts is the cost of the calls).
 //!
 //! The library calls send `store: false`, so they measure the route to the upstream and
 //! back. The default, recording every completion in the inference store
@@ -52,6 +54,60 @@ use serde_json::{json, Value};
 #[allow(dead_code)]
 mod process;
 use process::cpu_seconds;
+
+/// The system allocator, counting allocations while [`COUNTING`] is set (in the fixed-count
+/// mode, which reports them per call; the comparison runs do not count, so both sides run
+/// on the plain system allocator).
+struct Counting;
+
+static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+static ALLOCATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static ALLOCATED_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static LARGE_ALLOCATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+// SAFETY: every call is passed on to the system allocator unchanged.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        count(layout.size());
+        // SAFETY: the caller's layout, as received.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: `ptr` came from `alloc`/`realloc` above with this layout.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        count(new_size);
+        // SAFETY: as received from the caller.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn count(size: usize) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if COUNTING.load(Relaxed) {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        ALLOCATED_BYTES.fetch_add(size as u64, Relaxed);
+        // Beyond glibc's per-thread cache (tcache, up to 1032 bytes): slower to allocate.
+        if size > 1024 {
+            LARGE_ALLOCATIONS.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// Allocations, bytes allocated and allocations over 1 KiB so far.
+fn allocation_counts() -> [u64; 3] {
+    use std::sync::atomic::Ordering::Relaxed;
+    [
+        ALLOCATIONS.load(Relaxed),
+        ALLOCATED_BYTES.load(Relaxed),
+        LARGE_ALLOCATIONS.load(Relaxed),
+    ]
+}
 
 /// A fresh completion id per answer, as real upstreams give (stored completions are keyed
 /// by it).
@@ -342,8 +398,24 @@ storage:
                 "stream-library" => &ops.stream_library,
                 other => panic!("unknown kind {other}"),
             };
-            measure(1, 50, op).await;
-            measure(1, calls, op).await;
+            let concurrency: usize = std::env::var("REMOTE_OVERHEAD_CONCURRENCY")
+                .ok()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1)
+                .max(1);
+            measure(concurrency, 50, op).await;
+            COUNTING.store(true, std::sync::atomic::Ordering::Relaxed);
+            let before = allocation_counts();
+            let per_task = calls.div_ceil(concurrency);
+            measure(concurrency, per_task, op).await;
+            let after = allocation_counts();
+            let n = (per_task * concurrency) as f64;
+            println!(
+                "{kind}: {n} calls; per call (upstream included) {:.1} allocations, {:.0} bytes, {:.2} over 1 KiB",
+                (after[0] - before[0]) as f64 / n,
+                (after[1] - before[1]) as f64 / n,
+                (after[2] - before[2]) as f64 / n,
+            );
             return;
         }
 
