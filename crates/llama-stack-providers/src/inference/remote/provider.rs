@@ -76,6 +76,8 @@ pub struct OpenAiCompatProvider {
 /// A request body sent upstream as the caller typed it, with the stream flag and the
 /// service's own fields set; serialized once, straight to bytes.
 trait UpstreamBody: Serialize {
+    /// The model the request names.
+    fn model(&self) -> &str;
     /// Sets `stream` (and drops `stream_options` from a non-streaming request).
     fn set_stream(&mut self, stream: bool);
     /// The keys beyond the typed fields.
@@ -96,6 +98,9 @@ fn set_stream_fields(flag: &mut Option<bool>, options: &mut Option<StreamOptions
 }
 
 impl UpstreamBody for ChatCompletionRequest {
+    fn model(&self) -> &str {
+        &self.model
+    }
     fn set_stream(&mut self, stream: bool) {
         set_stream_fields(&mut self.stream, &mut self.stream_options, stream);
     }
@@ -110,6 +115,9 @@ impl UpstreamBody for ChatCompletionRequest {
 }
 
 impl UpstreamBody for CompletionRequest {
+    fn model(&self) -> &str {
+        &self.model
+    }
     fn set_stream(&mut self, stream: bool) {
         set_stream_fields(&mut self.stream, &mut self.stream_options, stream);
     }
@@ -124,6 +132,9 @@ impl UpstreamBody for CompletionRequest {
 }
 
 impl UpstreamBody for EmbeddingsRequest {
+    fn model(&self) -> &str {
+        &self.model
+    }
     fn set_stream(&mut self, _stream: bool) {}
     fn extra_body(&mut self) -> &mut Map<String, Value> {
         &mut self.extra_body
@@ -374,11 +385,12 @@ impl OpenAiCompatProvider {
         check_allowed(&self.provider_id, &self.config, model)
     }
 
-    /// The upstream body of `req`: the stream flag set, the service's configured body
-    /// fields added where the request has none, and (generation requests) the configured
-    /// `max_tokens` (vLLM) when the request bounds neither `max_tokens` nor
-    /// `max_completion_tokens`.
+    /// The upstream body of `req`, once its model passes `allowed_models`: the stream flag
+    /// set, the service's configured body fields added where the request has none, and
+    /// (generation requests) the configured `max_tokens` (vLLM) when the request bounds
+    /// neither `max_tokens` nor `max_completion_tokens`.
     fn body<T: UpstreamBody>(&self, mut req: T, stream: bool) -> Result<Bytes> {
+        self.check_model(req.model())?;
         req.set_stream(stream);
         for field in self.profile.body_fields {
             if let Some(v) = self.config.fields.get(*field).filter(|v| !v.is_null()) {
@@ -732,9 +744,7 @@ impl Inference for OpenAiCompatProvider {
         'c: 'f,
         Self: 'f,
     {
-        let body = self
-            .check_model(&req.model)
-            .and_then(|()| self.body(req, false));
+        let body = self.body(req, false);
         Box::pin(self.call_json(ctx, Endpoint::ChatCompletions, body, fix_chat))
     }
 
@@ -748,9 +758,7 @@ impl Inference for OpenAiCompatProvider {
         'c: 'f,
         Self: 'f,
     {
-        let body = self
-            .check_model(&req.model)
-            .and_then(|()| self.body(req, true));
+        let body = self.body(req, true);
         Box::pin(self.call_stream(ctx, Endpoint::ChatCompletions, body, fix_chunk))
     }
 
@@ -764,9 +772,7 @@ impl Inference for OpenAiCompatProvider {
         'c: 'f,
         Self: 'f,
     {
-        let body = self
-            .check_model(&req.model)
-            .and_then(|()| self.body(req, false));
+        let body = self.body(req, false);
         Box::pin(self.call_json(ctx, Endpoint::Completions, body, fix_completion))
     }
 
@@ -780,9 +786,7 @@ impl Inference for OpenAiCompatProvider {
         'c: 'f,
         Self: 'f,
     {
-        let body = self
-            .check_model(&req.model)
-            .and_then(|()| self.body(req, true));
+        let body = self.body(req, true);
         Box::pin(self.call_stream(ctx, Endpoint::Completions, body, fix_completion))
     }
 
@@ -796,9 +800,7 @@ impl Inference for OpenAiCompatProvider {
         'c: 'f,
         Self: 'f,
     {
-        let body = self
-            .check_model(&req.model)
-            .and_then(|()| self.body(req, false));
+        let body = self.body(req, false);
         Box::pin(self.call_json(ctx, Endpoint::Embeddings, body, fix_embeddings))
     }
 
