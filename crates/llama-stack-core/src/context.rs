@@ -2,7 +2,8 @@
 //! to every API method.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -93,12 +94,78 @@ impl std::fmt::Debug for ProviderData {
 
 /// Per-request context: the caller (none when authentication is off), a request id, a
 /// cancellation token that is cancelled when the caller goes away, and provider data.
-#[derive(Debug, Clone)]
+///
+/// Making one allocates nothing: the request id is formatted when first asked for, and the
+/// cancellation token is created when first asked for or when the context is first cloned
+/// (so that every clone shares one token).
 pub struct RequestContext {
     user: Option<User>,
-    request_id: String,
-    cancel: CancellationToken,
+    request_id: RequestId,
+    cancel: OnceLock<CancellationToken>,
     provider_data: Option<ProviderData>,
+}
+
+/// A request id: given, or this process's `number`th, formatted on first use.
+#[derive(Clone)]
+struct RequestId {
+    number: u64,
+    text: OnceLock<String>,
+}
+
+impl RequestId {
+    fn next() -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        RequestId {
+            number: COUNTER.fetch_add(1, Ordering::Relaxed),
+            text: OnceLock::new(),
+        }
+    }
+
+    fn given(text: String) -> Self {
+        RequestId {
+            number: 0,
+            text: OnceLock::from(text),
+        }
+    }
+
+    /// Request ids are `req_<process prefix>_<number>`: unique per process and cheap to
+    /// make; every clone formats the same text.
+    fn as_str(&self) -> &str {
+        self.text.get_or_init(|| {
+            static PREFIX: OnceLock<String> = OnceLock::new();
+            let prefix =
+                PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
+            format!("req_{prefix}_{}", self.number)
+        })
+    }
+}
+
+impl Clone for RequestContext {
+    fn clone(&self) -> Self {
+        RequestContext {
+            user: self.user.clone(),
+            request_id: self.request_id.clone(),
+            cancel: OnceLock::from(self.cancellation().clone()),
+            provider_data: self.provider_data.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RequestContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestContext")
+            .field("user", &self.user)
+            .field("request_id", &self.request_id())
+            .field(
+                "cancelled",
+                &self
+                    .cancel
+                    .get()
+                    .is_some_and(CancellationToken::is_cancelled),
+            )
+            .field("provider_data", &self.provider_data)
+            .finish()
+    }
 }
 
 impl Default for RequestContext {
@@ -112,8 +179,8 @@ impl RequestContext {
     pub fn anonymous() -> Self {
         RequestContext {
             user: None,
-            request_id: new_request_id(),
-            cancel: CancellationToken::new(),
+            request_id: RequestId::next(),
+            cancel: OnceLock::new(),
             provider_data: None,
         }
     }
@@ -128,13 +195,13 @@ impl RequestContext {
 
     /// Replaces the request id (e.g. with an incoming `X-Request-Id`).
     pub fn with_request_id(mut self, id: impl Into<String>) -> Self {
-        self.request_id = id.into();
+        self.request_id = RequestId::given(id.into());
         self
     }
 
     /// Replaces the cancellation token.
     pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
-        self.cancel = token;
+        self.cancel = OnceLock::from(token);
         self
     }
 
@@ -156,22 +223,54 @@ impl RequestContext {
 
     /// The request id.
     pub fn request_id(&self) -> &str {
-        &self.request_id
+        self.request_id.as_str()
     }
 
     /// The cancellation token for this request.
     pub fn cancellation(&self) -> &CancellationToken {
-        &self.cancel
+        self.cancel.get_or_init(CancellationToken::new)
     }
 }
 
-/// Request ids are `req_<process prefix>_<counter>`: unique per process and cheap to make.
-fn new_request_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::OnceLock;
-    static PREFIX: OnceLock<String> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("req_{prefix}_{n}")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clones_share_the_request_id_and_the_cancellation_token() {
+        let ctx = RequestContext::anonymous();
+        let clone = ctx.clone();
+        assert_eq!(ctx.request_id(), clone.request_id());
+        assert!(ctx.request_id().starts_with("req_"));
+        clone.cancellation().cancel();
+        assert!(ctx.cancellation().is_cancelled());
+
+        // A token asked for before the clone is the one the clone gets.
+        let ctx = RequestContext::anonymous();
+        let token = ctx.cancellation().clone();
+        let clone = ctx.clone();
+        token.cancel();
+        assert!(clone.cancellation().is_cancelled());
+    }
+
+    #[test]
+    fn each_context_has_its_own_request_id_and_token() {
+        let (a, b) = (RequestContext::anonymous(), RequestContext::anonymous());
+        assert_ne!(a.request_id(), b.request_id());
+        a.cancellation().cancel();
+        assert!(!b.cancellation().is_cancelled());
+    }
+
+    #[test]
+    fn given_request_id_and_token_are_kept() {
+        let token = CancellationToken::new();
+        let ctx = RequestContext::for_user(User::new("alice"))
+            .with_request_id("abc")
+            .with_cancellation(token.clone());
+        let clone = ctx.clone();
+        assert_eq!(clone.request_id(), "abc");
+        token.cancel();
+        assert!(clone.cancellation().is_cancelled());
+        assert_eq!(clone.user().map(|u| u.principal.as_str()), Some("alice"));
+    }
 }

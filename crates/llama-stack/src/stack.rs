@@ -388,32 +388,50 @@ impl Stack {
 
     /// The Inference API as the anonymous caller.
     pub fn inference(&self) -> InferenceHandle {
-        self.scope().inference()
+        InferenceHandle {
+            api: self.inner.inference.clone(),
+            ctx: RequestContext::anonymous(),
+        }
     }
 
     /// The Models API as the anonymous caller.
     pub fn models(&self) -> ModelsHandle {
-        self.scope().models()
+        ModelsHandle {
+            api: self.inner.models.clone(),
+            ctx: RequestContext::anonymous(),
+        }
     }
 
     /// The Providers API as the anonymous caller.
     pub fn providers(&self) -> ProvidersHandle {
-        self.scope().providers()
+        ProvidersHandle {
+            api: self.inner.providers.clone(),
+            ctx: RequestContext::anonymous(),
+        }
     }
 
     /// The Files API as the anonymous caller.
     pub fn files(&self) -> FilesHandle {
-        self.scope().files()
+        FilesHandle {
+            api: self.inner.files.clone(),
+            ctx: RequestContext::anonymous(),
+        }
     }
 
     /// The VectorIO API (vector stores, chunks) as the anonymous caller.
     pub fn vector_io(&self) -> VectorIoHandle {
-        self.scope().vector_io()
+        VectorIoHandle {
+            api: self.inner.vector_io.clone(),
+            ctx: RequestContext::anonymous(),
+        }
     }
 
     /// The ToolRuntime API (tools, the RAG tool) as the anonymous caller.
     pub fn tool_runtime(&self) -> ToolRuntimeHandle {
-        self.scope().tool_runtime()
+        ToolRuntimeHandle {
+            api: self.inner.tool_runtime.clone(),
+            ctx: RequestContext::anonymous(),
+        }
     }
 
     /// The tool runtime router as a trait object.
@@ -438,7 +456,10 @@ impl Stack {
 
     /// The Inspect API as the anonymous caller.
     pub fn inspect(&self) -> InspectHandle {
-        self.scope().inspect()
+        InspectHandle {
+            api: self.inner.inspect.clone(),
+            ctx: RequestContext::anonymous(),
+        }
     }
 
     /// The inference router as a trait object (for servers and providers).

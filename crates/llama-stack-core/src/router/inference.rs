@@ -21,6 +21,7 @@ use crate::context::RequestContext;
 use crate::error::{Error, Result};
 use crate::inference_store::InferenceStore;
 use crate::provider::InferenceProvider;
+use crate::resource::RegistryEntry;
 use crate::routing_table::RoutingTable;
 
 /// Routes inference calls to providers by model.
@@ -30,10 +31,43 @@ pub struct InferenceRouter {
     store: OnceLock<Arc<dyn InferenceStore>>,
 }
 
+/// The provider a call goes to, and the model id it knows the model by.
 struct Target {
     provider: Arc<dyn InferenceProvider>,
-    provider_id: String,
-    provider_model_id: String,
+    served: Served,
+}
+
+/// Where a target's ids come from: the registered model (shared, not copied), or an
+/// unregistered `<provider_id>/<model>`.
+enum Served {
+    Registered(Arc<RegistryEntry<Model>>),
+    Unregistered {
+        provider_id: String,
+        provider_model_id: String,
+    },
+}
+
+impl Target {
+    fn provider_id(&self) -> &str {
+        match &self.served {
+            Served::Registered(entry) => &entry.resource.provider_id,
+            Served::Unregistered { provider_id, .. } => provider_id,
+        }
+    }
+
+    fn provider_model_id(&self) -> &str {
+        match &self.served {
+            Served::Registered(entry) => &entry.resource.provider_resource_id,
+            Served::Unregistered {
+                provider_model_id, ..
+            } => provider_model_id,
+        }
+    }
+
+    /// Puts the provider's model id into `model` and returns the id the caller asked for.
+    fn swap_model(&self, model: &mut String) -> String {
+        std::mem::replace(model, self.provider_model_id().to_owned())
+    }
 }
 
 impl InferenceRouter {
@@ -58,10 +92,7 @@ impl InferenceRouter {
 
     /// The store to record `req`'s completion in, with its input messages, unless the
     /// request says `"store": false`.
-    fn recorder(
-        &self,
-        req: &ChatCompletionRequest,
-    ) -> Option<(Arc<dyn InferenceStore>, Vec<Message>)> {
+    fn recorder(&self, req: &ChatCompletionRequest) -> Option<Recorder> {
         let store = self.store.get()?;
         if req.extra_body.get("store") == Some(&serde_json::Value::Bool(false)) {
             return None;
@@ -113,8 +144,7 @@ impl InferenceRouter {
             })?;
             return Ok(Target {
                 provider: provider.clone(),
-                provider_id: model.provider_id.clone(),
-                provider_model_id: model.provider_resource_id.clone(),
+                served: Served::Registered(entry),
             });
         }
         // An unregistered `<provider_id>/<model>` goes straight to that provider.
@@ -126,8 +156,10 @@ impl InferenceRouter {
                         .map_err(|_| self.models.not_found(ctx, model_id))?;
                     return Ok(Target {
                         provider: provider.clone(),
-                        provider_id: provider_id.to_string(),
-                        provider_model_id: rest.to_string(),
+                        served: Served::Unregistered {
+                            provider_id: provider_id.to_string(),
+                            provider_model_id: rest.to_string(),
+                        },
                     });
                 }
             }
@@ -149,7 +181,7 @@ fn require(ok: bool, what: &str, provider_id: &str) -> Result<()> {
 
 fn check_chat_caps(target: &Target, req: &ChatCompletionRequest, stream: bool) -> Result<()> {
     let caps = target.provider.capabilities();
-    let pid = &target.provider_id;
+    let pid = target.provider_id();
     require(caps.chat, "chat completions", pid)?;
     if stream {
         require(caps.streaming, "streaming", pid)?;
@@ -240,19 +272,50 @@ fn normalize_tools(req: &mut ChatCompletionRequest) {
     }
 }
 
+/// A chat call ready for its provider.
+struct Prepared {
+    target: Target,
+    /// The model id the caller asked for, echoed back in the response.
+    requested: String,
+    recorder: Option<Recorder>,
+}
+
+/// Where a completion is recorded, and the messages it answered.
+type Recorder = (Arc<dyn InferenceStore>, Vec<Message>);
+
 impl InferenceRouter {
+    /// Validates `req`, resolves its model and checks that the provider can serve it, then
+    /// puts the provider's model id into `req`.
+    async fn prepare_chat(
+        &self,
+        ctx: &RequestContext,
+        req: &mut ChatCompletionRequest,
+        stream: bool,
+    ) -> Result<Prepared> {
+        req.validate()?;
+        let target = self.resolve(ctx, &req.model, ModelType::Llm).await?;
+        check_chat_caps(&target, req, stream)?;
+        normalize_tools(req);
+        let requested = target.swap_model(&mut req.model);
+        let recorder = self.recorder(req);
+        Ok(Prepared {
+            target,
+            requested,
+            recorder,
+        })
+    }
+
     async fn chat(
         &self,
         ctx: &RequestContext,
         mut req: Box<ChatCompletionRequest>,
     ) -> Result<ChatCompletion> {
-        req.validate()?;
-        let target = self.resolve(ctx, &req.model, ModelType::Llm).await?;
-        check_chat_caps(&target, &req, false)?;
-        normalize_tools(&mut req);
-        let requested = std::mem::replace(&mut req.model, target.provider_model_id.clone());
-        let recorder = self.recorder(&req);
-        let span = tracing::info_span!("inference.chat_completion", provider_id = %target.provider_id, model = %requested, stream = false, request_id = %ctx.request_id());
+        let Prepared {
+            target,
+            requested,
+            recorder,
+        } = self.prepare_chat(ctx, &mut req, false).await?;
+        let span = tracing::info_span!("inference.chat_completion", provider_id = %target.provider_id(), model = %requested, stream = false, request_id = %ctx.request_id());
         let mut resp = target
             .provider
             .chat_completion(ctx, *req)
@@ -280,13 +343,12 @@ impl InferenceRouter {
         ctx: &RequestContext,
         mut req: Box<ChatCompletionRequest>,
     ) -> Result<ChatCompletionStream> {
-        req.validate()?;
-        let target = self.resolve(ctx, &req.model, ModelType::Llm).await?;
-        check_chat_caps(&target, &req, true)?;
-        normalize_tools(&mut req);
-        let requested = std::mem::replace(&mut req.model, target.provider_model_id.clone());
-        let recorder = self.recorder(&req);
-        let span = tracing::info_span!("inference.chat_completion", provider_id = %target.provider_id, model = %requested, stream = true, request_id = %ctx.request_id());
+        let Prepared {
+            target,
+            requested,
+            recorder,
+        } = self.prepare_chat(ctx, &mut req, true).await?;
+        let span = tracing::info_span!("inference.chat_completion", provider_id = %target.provider_id(), model = %requested, stream = true, request_id = %ctx.request_id());
         let stream = target
             .provider
             .chat_completion_stream(ctx, *req)
@@ -342,9 +404,9 @@ impl Inference for InferenceRouter {
         req.validate()?;
         let target = self.resolve(ctx, &req.model, ModelType::Llm).await?;
         let caps = target.provider.capabilities();
-        require(caps.completion, "text completions", &target.provider_id)?;
-        let requested = std::mem::replace(&mut req.model, target.provider_model_id.clone());
-        let span = tracing::info_span!("inference.completion", provider_id = %target.provider_id, model = %requested, stream = false, request_id = %ctx.request_id());
+        require(caps.completion, "text completions", target.provider_id())?;
+        let requested = target.swap_model(&mut req.model);
+        let span = tracing::info_span!("inference.completion", provider_id = %target.provider_id(), model = %requested, stream = false, request_id = %ctx.request_id());
         let mut resp = target
             .provider
             .completion(ctx, req)
@@ -362,10 +424,10 @@ impl Inference for InferenceRouter {
         req.validate()?;
         let target = self.resolve(ctx, &req.model, ModelType::Llm).await?;
         let caps = target.provider.capabilities();
-        require(caps.completion, "text completions", &target.provider_id)?;
-        require(caps.streaming, "streaming", &target.provider_id)?;
-        let requested = std::mem::replace(&mut req.model, target.provider_model_id.clone());
-        let span = tracing::info_span!("inference.completion", provider_id = %target.provider_id, model = %requested, stream = true, request_id = %ctx.request_id());
+        require(caps.completion, "text completions", target.provider_id())?;
+        require(caps.streaming, "streaming", target.provider_id())?;
+        let requested = target.swap_model(&mut req.model);
+        let span = tracing::info_span!("inference.completion", provider_id = %target.provider_id(), model = %requested, stream = true, request_id = %ctx.request_id());
         let stream = target
             .provider
             .completion_stream(ctx, req)
@@ -384,9 +446,9 @@ impl Inference for InferenceRouter {
         req.validate()?;
         let target = self.resolve(ctx, &req.model, ModelType::Embedding).await?;
         let caps = target.provider.capabilities();
-        require(caps.embeddings, "embeddings", &target.provider_id)?;
-        let requested = std::mem::replace(&mut req.model, target.provider_model_id.clone());
-        let span = tracing::info_span!("inference.embeddings", provider_id = %target.provider_id, model = %requested, request_id = %ctx.request_id());
+        require(caps.embeddings, "embeddings", target.provider_id())?;
+        let requested = target.swap_model(&mut req.model);
+        let span = tracing::info_span!("inference.embeddings", provider_id = %target.provider_id(), model = %requested, request_id = %ctx.request_id());
         let mut resp = target
             .provider
             .embeddings(ctx, req)
@@ -400,9 +462,10 @@ impl Inference for InferenceRouter {
         req.validate()?;
         let target = self.resolve(ctx, &req.model, ModelType::Rerank).await?;
         let caps = target.provider.capabilities();
-        require(caps.rerank, "rerank", &target.provider_id)?;
-        req.model.clone_from(&target.provider_model_id);
-        let span = tracing::info_span!("inference.rerank", provider_id = %target.provider_id, request_id = %ctx.request_id());
+        require(caps.rerank, "rerank", target.provider_id())?;
+        req.model.clear();
+        req.model.push_str(target.provider_model_id());
+        let span = tracing::info_span!("inference.rerank", provider_id = %target.provider_id(), request_id = %ctx.request_id());
         target.provider.rerank(ctx, req).instrument(span).await
     }
 
