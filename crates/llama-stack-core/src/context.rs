@@ -121,6 +121,20 @@ impl RequestId {
         }
     }
 
+    fn into_string(self) -> String {
+        match self.text.into_inner() {
+            Some(text) => text,
+            None => Self::format(self.number),
+        }
+    }
+
+    fn format(number: u64) -> String {
+        static PREFIX: OnceLock<String> = OnceLock::new();
+        let prefix =
+            PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
+        format!("req_{prefix}_{number}")
+    }
+
     fn given(text: String) -> Self {
         RequestId {
             number: 0,
@@ -131,12 +145,7 @@ impl RequestId {
     /// Request ids are `req_<process prefix>_<number>`: unique per process and cheap to
     /// make; every clone formats the same text.
     fn as_str(&self) -> &str {
-        self.text.get_or_init(|| {
-            static PREFIX: OnceLock<String> = OnceLock::new();
-            let prefix =
-                PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
-            format!("req_{prefix}_{}", self.number)
-        })
+        self.text.get_or_init(|| Self::format(self.number))
     }
 }
 
@@ -226,6 +235,11 @@ impl RequestContext {
         self.request_id.as_str()
     }
 
+    /// The request id, taken out of the context.
+    pub fn into_request_id(self) -> String {
+        self.request_id.into_string()
+    }
+
     /// The cancellation token for this request.
     pub fn cancellation(&self) -> &CancellationToken {
         self.cancel.get_or_init(CancellationToken::new)
@@ -242,6 +256,10 @@ mod tests {
         let clone = ctx.clone();
         assert_eq!(ctx.request_id(), clone.request_id());
         assert!(ctx.request_id().starts_with("req_"));
+        assert_eq!(clone.clone().into_request_id(), ctx.request_id());
+        let fresh = RequestContext::anonymous();
+        let id = fresh.clone().into_request_id();
+        assert_eq!(fresh.request_id(), id);
         clone.cancellation().cancel();
         assert!(ctx.cancellation().is_cancelled());
 

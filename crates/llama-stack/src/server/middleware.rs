@@ -49,8 +49,8 @@ pub(crate) async fn request_id(mut req: Request, next: Next) -> Response {
         .headers()
         .get(REQUEST_ID_HEADER)
         .and_then(valid_request_id)
-        .unwrap_or_else(|| RequestContext::anonymous().request_id().to_owned());
-    req.extensions_mut().insert(RequestId(id.clone()));
+        .unwrap_or_else(|| RequestContext::anonymous().into_request_id());
+    let header = HeaderValue::from_str(&id).ok();
     let span = tracing::info_span!(
         "http",
         method = %req.method(),
@@ -58,9 +58,10 @@ pub(crate) async fn request_id(mut req: Request, next: Next) -> Response {
         request_id = %id,
         principal = tracing::field::Empty,
     );
+    req.extensions_mut().insert(RequestId(id));
     let mut response = next.run(req).instrument(span.clone()).await;
     span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "answered"));
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Some(v) = header {
         response.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
     response

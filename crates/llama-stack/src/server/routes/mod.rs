@@ -25,9 +25,21 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 
 use crate::Stack;
 
-/// What every handler can reach: the API traits of one stack.
+/// What every handler can reach: the API traits of one stack, behind one pointer (axum
+/// clones the state for every request).
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<Apis>);
+
+impl std::ops::Deref for AppState {
+    type Target = Apis;
+
+    fn deref(&self) -> &Apis {
+        &self.0
+    }
+}
+
+/// The API traits of one stack.
+pub(crate) struct Apis {
     pub(crate) inference: Arc<dyn Inference>,
     pub(crate) models: Arc<dyn Models>,
     pub(crate) providers: Arc<dyn Providers>,
@@ -39,7 +51,7 @@ pub(crate) struct AppState {
 
 impl AppState {
     pub(crate) fn new(stack: &Stack) -> Self {
-        AppState {
+        AppState(Arc::new(Apis {
             inference: stack.inference_api(),
             models: stack.models_api(),
             providers: stack.providers_api(),
@@ -47,7 +59,7 @@ impl AppState {
             files: stack.files_api(),
             vector_io: stack.vector_io_api(),
             tool_runtime: stack.tool_runtime_api(),
-        }
+        }))
     }
 }
 
