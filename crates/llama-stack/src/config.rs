@@ -400,6 +400,16 @@ pub struct ServerConfig {
     )]
     #[schemars(range(min = 1))]
     pub workers: Option<u32>,
+    /// Microseconds a connection keeps reading for its next request after answering, before
+    /// its task sleeps (default 50, at most 10 000; 0 = off). Clients that send their next
+    /// request at once are then answered without waking an idle CPU.
+    #[serde(
+        default,
+        deserialize_with = "de_idle_poll_us",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(max = 10000))]
+    pub idle_poll_us: Option<u32>,
     /// TLS certificate file; with `tls_keyfile`, the server speaks HTTPS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_certfile: Option<String>,
@@ -426,6 +436,7 @@ impl Default for ServerConfig {
             port: default_port(),
             host: None,
             workers: None,
+            idle_poll_us: None,
             tls_certfile: None,
             tls_keyfile: None,
             tls_cafile: None,
@@ -454,7 +465,17 @@ impl ServerConfig {
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
+
+    /// How long a connection polls for its next request: `idle_poll_us`, else 50 µs.
+    pub fn idle_poll(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.idle_poll_us.map_or(DEFAULT_IDLE_POLL_US, u64::from))
+    }
 }
+
+/// Idle polling window when `server.idle_poll_us` is absent.
+const DEFAULT_IDLE_POLL_US: u64 = 50;
+/// Largest accepted `server.idle_poll_us`.
+const MAX_IDLE_POLL_US: u64 = 10_000;
 
 /// `server.auth`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -653,6 +674,17 @@ fn de_workers<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u32
         .filter(|n| *n >= 1)
         .map(Some)
         .ok_or_else(|| de::Error::invalid_value(Unexpected::Unsigned(n), &"a worker count ≥ 1"))
+}
+
+fn de_idle_poll_us<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
+    let n = u64::deserialize(d)?;
+    if n > MAX_IDLE_POLL_US {
+        return Err(de::Error::invalid_value(
+            Unexpected::Unsigned(n),
+            &"microseconds from 0 to 10000",
+        ));
+    }
+    Ok(Some(n as u32))
 }
 
 /// An integer version, also accepted as a numeric string (`version: '2'` in older configs).
@@ -1337,6 +1369,12 @@ mod tests {
             (&format!("{BASE}server:\n  workers: 0\n"), &[], "server.workers: invalid value: integer `0`, expected a worker count ≥ 1"),
             (&format!("{BASE}server:\n  workers: -2\n"), &[], "server.workers: invalid value"),
             (
+                &format!("{BASE}server:\n  idle_poll_us: 20000\n"),
+                &[],
+                "server.idle_poll_us: invalid value: integer `20000`, expected microseconds from 0 to 10000",
+            ),
+            (&format!("{BASE}server:\n  idle_poll_us: -1\n"), &[], "server.idle_poll_us: invalid value"),
+            (
                 "distro_name: t\nproviders:\n  inference:\n  - {provider_id: a, provider_type: 5}\n",
                 &[],
                 "providers.inference[0].provider_type: invalid type: integer `5`, expected a string",
@@ -1517,6 +1555,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.server.port, 9000);
         assert_eq!(c.server.cors_policy(), Some(CorsConfig::localhost()));
+        assert_eq!(c.server.idle_poll(), std::time::Duration::from_micros(50));
         let quota = c.server.quota.unwrap();
         assert_eq!(
             (
@@ -1526,6 +1565,13 @@ mod tests {
             (100, 1000)
         );
         assert_eq!(quota.period.seconds(), 86_400);
+        for (us, window) in [(0, 0), (200, 200), (10_000, 10_000)] {
+            let c = load(&format!("{BASE}server:\n  idle_poll_us: {us}\n"), &[]).unwrap();
+            assert_eq!(
+                c.server.idle_poll(),
+                std::time::Duration::from_micros(window)
+            );
+        }
 
         let c = load(
             &format!("{BASE}server:\n  cors: {{allow_origins: ['https://a.example']}}\n"),
