@@ -388,50 +388,32 @@ impl Stack {
 
     /// The Inference API as the anonymous caller.
     pub fn inference(&self) -> InferenceHandle {
-        InferenceHandle {
-            api: self.inner.inference.clone(),
-            ctx: RequestContext::anonymous(),
-        }
+        self.inference_as(RequestContext::anonymous())
     }
 
     /// The Models API as the anonymous caller.
     pub fn models(&self) -> ModelsHandle {
-        ModelsHandle {
-            api: self.inner.models.clone(),
-            ctx: RequestContext::anonymous(),
-        }
+        self.models_as(RequestContext::anonymous())
     }
 
     /// The Providers API as the anonymous caller.
     pub fn providers(&self) -> ProvidersHandle {
-        ProvidersHandle {
-            api: self.inner.providers.clone(),
-            ctx: RequestContext::anonymous(),
-        }
+        self.providers_as(RequestContext::anonymous())
     }
 
     /// The Files API as the anonymous caller.
     pub fn files(&self) -> FilesHandle {
-        FilesHandle {
-            api: self.inner.files.clone(),
-            ctx: RequestContext::anonymous(),
-        }
+        self.files_as(RequestContext::anonymous())
     }
 
     /// The VectorIO API (vector stores, chunks) as the anonymous caller.
     pub fn vector_io(&self) -> VectorIoHandle {
-        VectorIoHandle {
-            api: self.inner.vector_io.clone(),
-            ctx: RequestContext::anonymous(),
-        }
+        self.vector_io_as(RequestContext::anonymous())
     }
 
     /// The ToolRuntime API (tools, the RAG tool) as the anonymous caller.
     pub fn tool_runtime(&self) -> ToolRuntimeHandle {
-        ToolRuntimeHandle {
-            api: self.inner.tool_runtime.clone(),
-            ctx: RequestContext::anonymous(),
-        }
+        self.tool_runtime_as(RequestContext::anonymous())
     }
 
     /// The tool runtime router as a trait object.
@@ -456,10 +438,7 @@ impl Stack {
 
     /// The Inspect API as the anonymous caller.
     pub fn inspect(&self) -> InspectHandle {
-        InspectHandle {
-            api: self.inner.inspect.clone(),
-            ctx: RequestContext::anonymous(),
-        }
+        self.inspect_as(RequestContext::anonymous())
     }
 
     /// The inference router as a trait object (for servers and providers).
@@ -490,6 +469,59 @@ pub struct Scope {
     ctx: RequestContext,
 }
 
+/// The handles of [`Stack`] and [`Scope`], each built with the context given: a fresh
+/// anonymous one for the stack's, a clone of the scope's own for the scope's.
+impl Stack {
+    fn inference_as(&self, ctx: RequestContext) -> InferenceHandle {
+        InferenceHandle {
+            api: self.inner.inference.clone(),
+            ctx,
+        }
+    }
+
+    fn models_as(&self, ctx: RequestContext) -> ModelsHandle {
+        ModelsHandle {
+            api: self.inner.models.clone(),
+            ctx,
+        }
+    }
+
+    fn providers_as(&self, ctx: RequestContext) -> ProvidersHandle {
+        ProvidersHandle {
+            api: self.inner.providers.clone(),
+            ctx,
+        }
+    }
+
+    fn files_as(&self, ctx: RequestContext) -> FilesHandle {
+        FilesHandle {
+            api: self.inner.files.clone(),
+            ctx,
+        }
+    }
+
+    fn vector_io_as(&self, ctx: RequestContext) -> VectorIoHandle {
+        VectorIoHandle {
+            api: self.inner.vector_io.clone(),
+            ctx,
+        }
+    }
+
+    fn tool_runtime_as(&self, ctx: RequestContext) -> ToolRuntimeHandle {
+        ToolRuntimeHandle {
+            api: self.inner.tool_runtime.clone(),
+            ctx,
+        }
+    }
+
+    fn inspect_as(&self, ctx: RequestContext) -> InspectHandle {
+        InspectHandle {
+            api: self.inner.inspect.clone(),
+            ctx,
+        }
+    }
+}
+
 impl Scope {
     /// The context calls run with.
     pub fn context(&self) -> &RequestContext {
@@ -498,58 +530,37 @@ impl Scope {
 
     /// The Inference API.
     pub fn inference(&self) -> InferenceHandle {
-        InferenceHandle {
-            api: self.stack.inner.inference.clone(),
-            ctx: self.ctx.clone(),
-        }
+        self.stack.inference_as(self.ctx.clone())
     }
 
     /// The Models API.
     pub fn models(&self) -> ModelsHandle {
-        ModelsHandle {
-            api: self.stack.inner.models.clone(),
-            ctx: self.ctx.clone(),
-        }
+        self.stack.models_as(self.ctx.clone())
     }
 
     /// The Providers API.
     pub fn providers(&self) -> ProvidersHandle {
-        ProvidersHandle {
-            api: self.stack.inner.providers.clone(),
-            ctx: self.ctx.clone(),
-        }
+        self.stack.providers_as(self.ctx.clone())
     }
 
     /// The Inspect API.
     pub fn inspect(&self) -> InspectHandle {
-        InspectHandle {
-            api: self.stack.inner.inspect.clone(),
-            ctx: self.ctx.clone(),
-        }
+        self.stack.inspect_as(self.ctx.clone())
     }
 
     /// The Files API.
     pub fn files(&self) -> FilesHandle {
-        FilesHandle {
-            api: self.stack.inner.files.clone(),
-            ctx: self.ctx.clone(),
-        }
+        self.stack.files_as(self.ctx.clone())
     }
 
     /// The ToolRuntime API.
     pub fn tool_runtime(&self) -> ToolRuntimeHandle {
-        ToolRuntimeHandle {
-            api: self.stack.inner.tool_runtime.clone(),
-            ctx: self.ctx.clone(),
-        }
+        self.stack.tool_runtime_as(self.ctx.clone())
     }
 
     /// The VectorIO API.
     pub fn vector_io(&self) -> VectorIoHandle {
-        VectorIoHandle {
-            api: self.stack.inner.vector_io.clone(),
-            ctx: self.ctx.clone(),
-        }
+        self.stack.vector_io_as(self.ctx.clone())
     }
 }
 
